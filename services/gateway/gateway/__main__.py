@@ -1,0 +1,5 @@
+"""Entry point: `python -m gateway serve`."""
+
+from gateway.main import main
+
+raise SystemExit(main())

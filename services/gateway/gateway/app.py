@@ -1,0 +1,43 @@
+"""The FastAPI application of the edge: routes, middleware and error handlers, built per settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from servicekit import metrics
+
+from gateway import errors
+from gateway.api import presets, system
+from gateway.backends import Backends
+from gateway.middleware import RequestContext
+from gateway.settings import GatewaySettings
+
+DESCRIPTION = """
+REST API of comfy-api-service: run ComfyUI workflows and named presets, follow their progress and fetch
+their outputs. Every error answers `{"error": {"code", "status", "message", "details"}}`.
+"""
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """The gateway application; backends are connected in its lifespan, so building it does no I/O."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.backends = Backends.open(settings)
+        try:
+            yield
+        finally:
+            await app.state.backends.close()
+
+    app = FastAPI(title="comfy-api-service", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app.state.settings = settings
+    app.state.metrics = metrics.create("http")
+    for exc_type, handler in errors.HANDLERS.items():
+        app.add_exception_handler(exc_type, handler)
+    app.include_router(system.router)
+    app.include_router(presets.router)
+    app.add_middleware(RequestContext, metrics=app.state.metrics)
+    return app

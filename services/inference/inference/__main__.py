@@ -1,0 +1,5 @@
+"""Entry point: `python -m inference serve`."""
+
+from inference.main import main
+
+raise SystemExit(main())

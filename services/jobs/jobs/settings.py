@@ -1,0 +1,19 @@
+"""Settings of the jobs service, read once from the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servicekit.settings import ServiceSettings, secret
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobsSettings(ServiceSettings):
+    """Everything the jobs service reads from its environment."""
+
+    service_name: str = "jobs"
+    grpc_port: int = 50053
+    metrics_port: int = 9103
+    database_url: str = secret()
+    redis_url: str = secret()
+    presets_dir: str = ""
