@@ -169,7 +169,7 @@ def _let_user_reach(path: Path) -> None:
             folder.chmod(wanted)
 
 
-def _prepare_data_dir(data_dir: Path, user: str | None, log_path: Path) -> None:
+def _prepare_data_dir(data_dir: Path, user: str | None) -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     if user is not None:
         entry = pwd.getpwnam(user)
@@ -180,10 +180,9 @@ def _prepare_data_dir(data_dir: Path, user: str | None, log_path: Path) -> None:
         return
     initdb = [str(postgres_bin_dir() / "initdb"), "-D", str(data_dir), "-U", "postgres"]
     initdb += ["--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]
-    with log_path.open("ab") as log:
-        done = subprocess.run(initdb, stdout=log, stderr=subprocess.STDOUT, user=user, check=False)
+    done = subprocess.run(initdb, capture_output=True, text=True, user=user, check=False)
     if done.returncode != 0:
-        raise InfraError(f"postgres initdb failed with code {done.returncode}:\n{tail(log_path)}")
+        raise InfraError(f"postgres initdb failed with code {done.returncode}:\n{done.stdout}{done.stderr}")
 
 
 def _psql(port: int, sql: str, database: str = "postgres") -> str:
@@ -204,11 +203,11 @@ def start_postgres(data_dir: Path | str, port: int, database: str = DATABASE_NAM
     """Starts PostgreSQL on 127.0.0.1:`port` with its data in `data_dir` (created on first use, kept after)
     and creates `database` if missing. Trust auth, TCP only. `.stop()` does a fast shutdown."""
     data_dir = Path(data_dir).resolve()
-    log_path = data_dir.parent / f"{data_dir.name}.log"
     if port_is_open(port):
         raise InfraError(f"postgres: port {port} on 127.0.0.1 is already in use")
     user = _system_user()
-    _prepare_data_dir(data_dir, user, log_path)
+    _prepare_data_dir(data_dir, user)
+    log_path = data_dir / "server.log"  # initdb wants an empty folder, so the log is only made now
     argv = [str(postgres_bin_dir() / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port)]
     argv += ["-c", "unix_socket_directories=", "-c", "max_connections=200"]
     # SIGINT is postgres' fast shutdown: roll back open transactions, checkpoint, exit.
@@ -243,7 +242,7 @@ def start_redis(data_dir: Path | str, port: int) -> ServerHandle:
     Stop it with `.stop()` (SIGTERM: Redis flushes the append-only file and exits)."""
     data_dir = Path(data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = data_dir.parent / f"{data_dir.name}.log"
+    log_path = data_dir / "server.log"
     if port_is_open(port):
         raise InfraError(f"redis: port {port} on 127.0.0.1 is already in use")
     argv = [str(redis_server_binary()), "--bind", "127.0.0.1", "--port", str(port), "--dir", str(data_dir)]

@@ -76,6 +76,7 @@ class GrpcServer:
         )
         self._tasks: list[asyncio.Task[object]] = []
         self._serving: bool | None = None
+        self._stopped = False
 
     @property
     def service_names(self) -> list[str]:
@@ -125,7 +126,13 @@ class GrpcServer:
             await asyncio.sleep(self.readiness_interval if serving else 0.5)
 
     async def stop(self, grace: float) -> None:
-        """Graceful shutdown: NOT_SERVING, drain in-flight calls within `grace` seconds, close pools."""
+        """Graceful shutdown: NOT_SERVING, drain in-flight calls within `grace` seconds, close pools.
+
+        Calling it again is a no-op, so a signal handler and a test harness may both stop the server.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
         log.info("server.stopping", grace_seconds=grace)
         await self.health.enter_graceful_shutdown()
         for task in self._tasks:

@@ -28,10 +28,10 @@ if _version_not_supported:
 class BillingServiceStub:
     """BillingService owns plans and quotas, Stripe customers, Checkout, the Customer Portal and subscriptions, Stripe webhook handling and the usage ledger.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal).
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal).
     RPCs marked "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise) and name the
     user they act for in `owner`; where `owner` is optional, empty means the caller and a user principal naming another
-    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "billing.comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
+    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
     SCOPE_MISSING; INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason
     DATABASE_UNAVAILABLE with RetryInfo. Calls that reach Stripe may also fail with UNAVAILABLE reason STRIPE_UNAVAILABLE
     with RetryInfo, and with FAILED_PRECONDITION reason BILLING_DISABLED when Stripe is not configured.
@@ -98,10 +98,10 @@ class BillingServiceStub:
 class BillingServiceServicer:
     """BillingService owns plans and quotas, Stripe customers, Checkout, the Customer Portal and subscriptions, Stripe webhook handling and the usage ledger.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal).
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal).
     RPCs marked "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise) and name the
     user they act for in `owner`; where `owner` is optional, empty means the caller and a user principal naming another
-    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "billing.comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
+    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
     SCOPE_MISSING; INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason
     DATABASE_UNAVAILABLE with RetryInfo. Calls that reach Stripe may also fail with UNAVAILABLE reason STRIPE_UNAVAILABLE
     with RetryInfo, and with FAILED_PRECONDITION reason BILLING_DISABLED when Stripe is not configured.
@@ -241,10 +241,10 @@ def add_BillingServiceServicer_to_server(servicer, server):
 class BillingService:
     """BillingService owns plans and quotas, Stripe customers, Checkout, the Customer Portal and subscriptions, Stripe webhook handling and the usage ledger.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal).
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal).
     RPCs marked "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise) and name the
     user they act for in `owner`; where `owner` is optional, empty means the caller and a user principal naming another
-    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "billing.comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
+    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
     SCOPE_MISSING; INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason
     DATABASE_UNAVAILABLE with RetryInfo. Calls that reach Stripe may also fail with UNAVAILABLE reason STRIPE_UNAVAILABLE
     with RetryInfo, and with FAILED_PRECONDITION reason BILLING_DISABLED when Stripe is not configured.

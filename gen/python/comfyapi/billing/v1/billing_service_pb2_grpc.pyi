@@ -29,10 +29,10 @@ GRPC_VERSION: str
 class BillingServiceStub:
     """BillingService owns plans and quotas, Stripe customers, Checkout, the Customer Portal and subscriptions, Stripe webhook handling and the usage ledger.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal).
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal).
     RPCs marked "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise) and name the
     user they act for in `owner`; where `owner` is optional, empty means the caller and a user principal naming another
-    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "billing.comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
+    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
     SCOPE_MISSING; INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason
     DATABASE_UNAVAILABLE with RetryInfo. Calls that reach Stripe may also fail with UNAVAILABLE reason STRIPE_UNAVAILABLE
     with RetryInfo, and with FAILED_PRECONDITION reason BILLING_DISABLED when Stripe is not configured.
@@ -67,10 +67,10 @@ class BillingServiceStub:
 class BillingServiceAsyncStub(BillingServiceStub):
     """BillingService owns plans and quotas, Stripe customers, Checkout, the Customer Portal and subscriptions, Stripe webhook handling and the usage ledger.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal).
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal).
     RPCs marked "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise) and name the
     user they act for in `owner`; where `owner` is optional, empty means the caller and a user principal naming another
-    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "billing.comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
+    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
     SCOPE_MISSING; INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason
     DATABASE_UNAVAILABLE with RetryInfo. Calls that reach Stripe may also fail with UNAVAILABLE reason STRIPE_UNAVAILABLE
     with RetryInfo, and with FAILED_PRECONDITION reason BILLING_DISABLED when Stripe is not configured.
@@ -101,10 +101,10 @@ class BillingServiceAsyncStub(BillingServiceStub):
 class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
     """BillingService owns plans and quotas, Stripe customers, Checkout, the Customer Portal and subscriptions, Stripe webhook handling and the usage ledger.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal).
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal).
     RPCs marked "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise) and name the
     user they act for in `owner`; where `owner` is optional, empty means the caller and a user principal naming another
-    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "billing.comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
+    user gets NOT_FOUND. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason
     SCOPE_MISSING; INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason
     DATABASE_UNAVAILABLE with RetryInfo. Calls that reach Stripe may also fail with UNAVAILABLE reason STRIPE_UNAVAILABLE
     with RetryInfo, and with FAILED_PRECONDITION reason BILLING_DISABLED when Stripe is not configured.

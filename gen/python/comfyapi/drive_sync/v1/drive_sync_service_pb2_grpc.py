@@ -28,9 +28,9 @@ if _version_not_supported:
 class DriveSyncServiceStub:
     """DriveSyncService connects a creator's Google Drive, watches folders with a preset and edits each new photo exactly once.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal);
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal);
     every RPC acts for the caller, needs scope drive:manage, and reports another user's resource as NOT_FOUND. RPCs marked
-    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "drive_sync.comfyapi" and a reason. Errors common to every RPC:
+    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC:
     UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason SCOPE_MISSING; INVALID_ARGUMENT reason
     FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. RPCs
     that call Drive may also fail with FAILED_PRECONDITION reason DRIVE_NOT_CONNECTED or GRANT_REVOKED (the latter also
@@ -128,9 +128,9 @@ class DriveSyncServiceStub:
 class DriveSyncServiceServicer:
     """DriveSyncService connects a creator's Google Drive, watches folders with a preset and edits each new photo exactly once.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal);
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal);
     every RPC acts for the caller, needs scope drive:manage, and reports another user's resource as NOT_FOUND. RPCs marked
-    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "drive_sync.comfyapi" and a reason. Errors common to every RPC:
+    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC:
     UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason SCOPE_MISSING; INVALID_ARGUMENT reason
     FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. RPCs
     that call Drive may also fail with FAILED_PRECONDITION reason DRIVE_NOT_CONNECTED or GRANT_REVOKED (the latter also
@@ -343,9 +343,9 @@ def add_DriveSyncServiceServicer_to_server(servicer, server):
 class DriveSyncService:
     """DriveSyncService connects a creator's Google Drive, watches folders with a preset and edits each new photo exactly once.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal);
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal);
     every RPC acts for the caller, needs scope drive:manage, and reports another user's resource as NOT_FOUND. RPCs marked
-    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "drive_sync.comfyapi" and a reason. Errors common to every RPC:
+    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC:
     UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason SCOPE_MISSING; INVALID_ARGUMENT reason
     FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. RPCs
     that call Drive may also fail with FAILED_PRECONDITION reason DRIVE_NOT_CONNECTED or GRANT_REVOKED (the latter also

@@ -29,9 +29,9 @@ GRPC_VERSION: str
 class DriveSyncServiceStub:
     """DriveSyncService connects a creator's Google Drive, watches folders with a preset and edits each new photo exactly once.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal);
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal);
     every RPC acts for the caller, needs scope drive:manage, and reports another user's resource as NOT_FOUND. RPCs marked
-    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "drive_sync.comfyapi" and a reason. Errors common to every RPC:
+    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC:
     UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason SCOPE_MISSING; INVALID_ARGUMENT reason
     FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. RPCs
     that call Drive may also fail with FAILED_PRECONDITION reason DRIVE_NOT_CONNECTED or GRANT_REVOKED (the latter also
@@ -79,9 +79,9 @@ class DriveSyncServiceStub:
 class DriveSyncServiceAsyncStub(DriveSyncServiceStub):
     """DriveSyncService connects a creator's Google Drive, watches folders with a preset and edits each new photo exactly once.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal);
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal);
     every RPC acts for the caller, needs scope drive:manage, and reports another user's resource as NOT_FOUND. RPCs marked
-    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "drive_sync.comfyapi" and a reason. Errors common to every RPC:
+    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC:
     UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason SCOPE_MISSING; INVALID_ARGUMENT reason
     FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. RPCs
     that call Drive may also fail with FAILED_PRECONDITION reason DRIVE_NOT_CONNECTED or GRANT_REVOKED (the latter also
@@ -125,9 +125,9 @@ class DriveSyncServiceAsyncStub(DriveSyncServiceStub):
 class DriveSyncServiceServicer(metaclass=_abc_1.ABCMeta):
     """DriveSyncService connects a creator's Google Drive, watches folders with a preset and edits each new photo exactly once.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin` (see comfyapi.identity.v1.Principal);
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal` (see comfyapi.identity.v1.Principal);
     every RPC acts for the caller, needs scope drive:manage, and reports another user's resource as NOT_FOUND. RPCs marked
-    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "drive_sync.comfyapi" and a reason. Errors common to every RPC:
+    "internal" require a service principal (PERMISSION_DENIED reason SERVICE_ONLY otherwise). Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC:
     UNAUTHENTICATED reason PRINCIPAL_MISSING; PERMISSION_DENIED reason SCOPE_MISSING; INVALID_ARGUMENT reason
     FIELD_INVALID with a BadRequest naming each bad field; UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. RPCs
     that call Drive may also fail with FAILED_PRECONDITION reason DRIVE_NOT_CONNECTED or GRANT_REVOKED (the latter also

@@ -28,9 +28,9 @@ if _version_not_supported:
 class IdentityServiceStub:
     """IdentityService owns users, Google sign-in, browser sessions, scoped API keys and the OAuth token vault.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin`, never in a request message.
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal`, never in a request message.
     RPCs marked "internal" require a PRINCIPAL_KIND_SERVICE caller and take an explicit `owner` where they act for a
-    user. Errors carry google.rpc.ErrorInfo with domain "identity.comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
+    user. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
     PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope) or SERVICE_ONLY (an internal RPC
     called by a user principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
     UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. A resource owned by another user is NOT_FOUND.
@@ -142,9 +142,9 @@ class IdentityServiceStub:
 class IdentityServiceServicer:
     """IdentityService owns users, Google sign-in, browser sessions, scoped API keys and the OAuth token vault.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin`, never in a request message.
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal`, never in a request message.
     RPCs marked "internal" require a PRINCIPAL_KIND_SERVICE caller and take an explicit `owner` where they act for a
-    user. Errors carry google.rpc.ErrorInfo with domain "identity.comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
+    user. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
     PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope) or SERVICE_ONLY (an internal RPC
     called by a user principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
     UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. A resource owned by another user is NOT_FOUND.
@@ -392,9 +392,9 @@ def add_IdentityServiceServicer_to_server(servicer, server):
 class IdentityService:
     """IdentityService owns users, Google sign-in, browser sessions, scoped API keys and the OAuth token vault.
 
-    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal-bin`, never in a request message.
+    The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal`, never in a request message.
     RPCs marked "internal" require a PRINCIPAL_KIND_SERVICE caller and take an explicit `owner` where they act for a
-    user. Errors carry google.rpc.ErrorInfo with domain "identity.comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
+    user. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
     PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope) or SERVICE_ONLY (an internal RPC
     called by a user principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
     UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. A resource owned by another user is NOT_FOUND.

@@ -51,7 +51,7 @@ Global___PrincipalKind: _TypeAlias = PrincipalKind  # noqa: Y015
 class Principal(_message.Message):
     """Principal is the authenticated caller of an RPC, produced by AuthenticateApiKey or AuthenticateSession at the edge.
 
-    The gateway serializes it into the binary gRPC metadata key `x-comfyapi-principal-bin` of every call it makes;
+    The gateway serializes it into the gRPC metadata key `x-comfyapi-principal` (compact JSON) of every call it makes;
     services trust that header only from peers on the internal network (mTLS in production) and never read the
     caller's identity from a request message. A resource owned by another user is reported as NOT_FOUND.
     """

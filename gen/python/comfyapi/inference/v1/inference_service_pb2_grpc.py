@@ -30,7 +30,7 @@ class InferenceServiceStub:
     affinity, moves inputs and outputs between object storage and ComfyUI, streams progress, cancels, validates
     workflows and reports backend health. It is internal (called by the jobs service and operators, whose principal
     travels in gRPC metadata), stateless apart from a shared drain flag, and returns errors with
-    google.rpc.ErrorInfo in domain "inference.comfyapi"; every RPC may return PERMISSION_DENIED reason
+    google.rpc.ErrorInfo in domain "comfyapi"; every RPC may return PERMISSION_DENIED reason
     CALLER_NOT_ALLOWED for callers other than internal services and operators.
     """
 
@@ -87,7 +87,7 @@ class InferenceServiceServicer:
     affinity, moves inputs and outputs between object storage and ComfyUI, streams progress, cancels, validates
     workflows and reports backend health. It is internal (called by the jobs service and operators, whose principal
     travels in gRPC metadata), stateless apart from a shared drain flag, and returns errors with
-    google.rpc.ErrorInfo in domain "inference.comfyapi"; every RPC may return PERMISSION_DENIED reason
+    google.rpc.ErrorInfo in domain "comfyapi"; every RPC may return PERMISSION_DENIED reason
     CALLER_NOT_ALLOWED for callers other than internal services and operators.
     """
 
@@ -225,7 +225,7 @@ class InferenceService:
     affinity, moves inputs and outputs between object storage and ComfyUI, streams progress, cancels, validates
     workflows and reports backend health. It is internal (called by the jobs service and operators, whose principal
     travels in gRPC metadata), stateless apart from a shared drain flag, and returns errors with
-    google.rpc.ErrorInfo in domain "inference.comfyapi"; every RPC may return PERMISSION_DENIED reason
+    google.rpc.ErrorInfo in domain "comfyapi"; every RPC may return PERMISSION_DENIED reason
     CALLER_NOT_ALLOWED for callers other than internal services and operators.
     """
 

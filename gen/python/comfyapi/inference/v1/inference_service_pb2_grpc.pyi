@@ -31,7 +31,7 @@ class InferenceServiceStub:
     affinity, moves inputs and outputs between object storage and ComfyUI, streams progress, cancels, validates
     workflows and reports backend health. It is internal (called by the jobs service and operators, whose principal
     travels in gRPC metadata), stateless apart from a shared drain flag, and returns errors with
-    google.rpc.ErrorInfo in domain "inference.comfyapi"; every RPC may return PERMISSION_DENIED reason
+    google.rpc.ErrorInfo in domain "comfyapi"; every RPC may return PERMISSION_DENIED reason
     CALLER_NOT_ALLOWED for callers other than internal services and operators.
     """
 
@@ -91,7 +91,7 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     affinity, moves inputs and outputs between object storage and ComfyUI, streams progress, cancels, validates
     workflows and reports backend health. It is internal (called by the jobs service and operators, whose principal
     travels in gRPC metadata), stateless apart from a shared drain flag, and returns errors with
-    google.rpc.ErrorInfo in domain "inference.comfyapi"; every RPC may return PERMISSION_DENIED reason
+    google.rpc.ErrorInfo in domain "comfyapi"; every RPC may return PERMISSION_DENIED reason
     CALLER_NOT_ALLOWED for callers other than internal services and operators.
     """
 
@@ -147,7 +147,7 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     affinity, moves inputs and outputs between object storage and ComfyUI, streams progress, cancels, validates
     workflows and reports backend health. It is internal (called by the jobs service and operators, whose principal
     travels in gRPC metadata), stateless apart from a shared drain flag, and returns errors with
-    google.rpc.ErrorInfo in domain "inference.comfyapi"; every RPC may return PERMISSION_DENIED reason
+    google.rpc.ErrorInfo in domain "comfyapi"; every RPC may return PERMISSION_DENIED reason
     CALLER_NOT_ALLOWED for callers other than internal services and operators.
     """
 

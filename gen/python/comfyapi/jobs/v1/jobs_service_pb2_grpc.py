@@ -29,7 +29,7 @@ class JobServiceStub:
     """JobService runs presets and ComfyUI workflows as jobs: admission with quota, a durable priority queue, dispatch
     to inference, live progress, outputs and signed developer webhooks. The caller's principal travels in gRPC
     metadata, never in messages; every RPC returns UNAUTHENTICATED reason PRINCIPAL_MISSING without one, another
-    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "jobs.comfyapi" and a reason.
+    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason.
     """
 
     def __init__(self, channel):
@@ -99,7 +99,7 @@ class JobServiceServicer:
     """JobService runs presets and ComfyUI workflows as jobs: admission with quota, a durable priority queue, dispatch
     to inference, live progress, outputs and signed developer webhooks. The caller's principal travels in gRPC
     metadata, never in messages; every RPC returns UNAUTHENTICATED reason PRINCIPAL_MISSING without one, another
-    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "jobs.comfyapi" and a reason.
+    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason.
     """
 
     def CreateJob(self, request, context):
@@ -279,7 +279,7 @@ class JobService:
     """JobService runs presets and ComfyUI workflows as jobs: admission with quota, a durable priority queue, dispatch
     to inference, live progress, outputs and signed developer webhooks. The caller's principal travels in gRPC
     metadata, never in messages; every RPC returns UNAUTHENTICATED reason PRINCIPAL_MISSING without one, another
-    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "jobs.comfyapi" and a reason.
+    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason.
     """
 
     @staticmethod

@@ -30,7 +30,7 @@ class JobServiceStub:
     """JobService runs presets and ComfyUI workflows as jobs: admission with quota, a durable priority queue, dispatch
     to inference, live progress, outputs and signed developer webhooks. The caller's principal travels in gRPC
     metadata, never in messages; every RPC returns UNAUTHENTICATED reason PRINCIPAL_MISSING without one, another
-    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "jobs.comfyapi" and a reason.
+    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason.
     """
 
     @_typing.overload
@@ -106,7 +106,7 @@ class JobServiceAsyncStub(JobServiceStub):
     """JobService runs presets and ComfyUI workflows as jobs: admission with quota, a durable priority queue, dispatch
     to inference, live progress, outputs and signed developer webhooks. The caller's principal travels in gRPC
     metadata, never in messages; every RPC returns UNAUTHENTICATED reason PRINCIPAL_MISSING without one, another
-    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "jobs.comfyapi" and a reason.
+    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -178,7 +178,7 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     """JobService runs presets and ComfyUI workflows as jobs: admission with quota, a durable priority queue, dispatch
     to inference, live progress, outputs and signed developer webhooks. The caller's principal travels in gRPC
     metadata, never in messages; every RPC returns UNAUTHENTICATED reason PRINCIPAL_MISSING without one, another
-    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "jobs.comfyapi" and a reason.
+    user's job is NOT_FOUND, and errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason.
     """
 
     @_abc_1.abstractmethod

@@ -54,9 +54,9 @@ Global___WebhookDeliveryState: _TypeAlias = WebhookDeliveryState  # noqa: Y015
 
 @_typing.final
 class WebhookEvent(_message.Message):
-    """The JSON body of every webhook POST, rendered with the proto3 JSON mapping; each request carries the header
-    "Comfy-Signature: t={unix seconds},v1={hex HMAC-SHA256 of the secret over "{t}.{raw body}"}" (one v1 entry per
-    valid secret during a rotation grace period) and "Comfy-Event-Id: {event_id}".
+    """The JSON body of every webhook POST, rendered with the proto3 JSON mapping and signed per the Standard Webhooks
+    specification: headers "webhook-id: {event_id}", "webhook-timestamp: {unix seconds}" and "webhook-signature:
+    v1,{base64 HMAC-SHA256 over "{id}.{timestamp}.{raw body}"}" (one entry per valid secret during a rotation).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
