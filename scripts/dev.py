@@ -4,6 +4,7 @@
 Usage:
   python3 scripts/dev.py up                  run all six services on loopback until Ctrl-C
   python3 scripts/dev.py test [pytest args]  run the test suite
+  python3 scripts/dev.py sync                only prepare .venv (CI does this before its linters)
 
 Both first make sure .venv matches uv.lock: uv is taken from PATH or installed into .state/uv, then
 `uv sync --locked` runs. That happens again only when uv.lock or pyproject.toml change.
@@ -52,14 +53,16 @@ def ensure_venv() -> None:
 
 
 def main(argv: list[str]) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this runs under whatever python3 the machine has
         sys.exit("dev: needs python3 >= 3.11")
-    if not argv or argv[0] not in ("up", "test"):
+    if not argv or argv[0] not in ("up", "test", "sync"):
         sys.exit(__doc__)
     try:
         ensure_venv()
     except (OSError, subprocess.CalledProcessError) as err:
         sys.exit(f"dev: could not prepare .venv: {err}")
+    if argv[0] == "sync":
+        return
     command = ["-m", "devstack", "up"] if argv[0] == "up" else ["-m", "pytest", *argv[1:]]
     os.chdir(ROOT)
     os.execv(VENV_PYTHON, [str(VENV_PYTHON), *command])

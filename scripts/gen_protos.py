@@ -27,9 +27,15 @@ def generate(into: Path) -> None:
     bin_dir = Path(sys.executable).parent
     env_path = f"{bin_dir}:{Path('/usr/bin')}"
     cmd = [
-        sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTOS}",
-        f"--python_out={into}", f"--grpc_python_out={into}",
-        f"--mypy_out={into}", f"--mypy_grpc_out={into}", *sources,
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"-I{PROTOS}",
+        f"--python_out={into}",
+        f"--grpc_python_out={into}",
+        f"--mypy_out={into}",
+        f"--mypy_grpc_out={into}",
+        *sources,
     ]
     subprocess.run(cmd, check=True, cwd=PROTOS, env={"PATH": env_path})
     for folder in [into / "comfyapi", *(into / "comfyapi").rglob("*")]:
@@ -59,7 +65,9 @@ def main() -> int:
         fresh = Path(tmp)
         generate(fresh)
         if args.check:
-            stale = differences(fresh / "comfyapi", OUT / "comfyapi") if (OUT / "comfyapi").exists() else ["*"]
+            stale = (
+                differences(fresh / "comfyapi", OUT / "comfyapi") if (OUT / "comfyapi").exists() else ["*"]
+            )
             if stale:
                 print("gen/python is stale; run python scripts/gen_protos.py. Differs:", *stale, sep="\n  ")
                 return 1

@@ -43,9 +43,9 @@ async def database_url(postgres_url: str, template_database: str) -> AsyncIterat
 
 
 @pytest.fixture
-async def clean_redis(redis_url: str) -> AsyncIterator[str]:
+async def clean_redis(redis_url: str) -> str:
     """The session's Redis, emptied before the test."""
     client = Redis.from_url(redis_url)
     await client.flushdb()
     await client.aclose()
-    yield redis_url
+    return redis_url

@@ -8,8 +8,8 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from servicekit import logging
 
+from servicekit import logging
 from tests.support.gateway import running_gateway
 from tests.support.infra import free_port
 from tests.support.servers import SERVICES, running_service
@@ -18,8 +18,10 @@ from tests.support.servers import SERVICES, running_service
 @pytest.fixture
 async def stack(database_url: str, clean_redis: str) -> AsyncIterator[dict[str, object]]:
     async with AsyncExitStack() as stack:
-        servers = {name: await stack.enter_async_context(running_service(name, database_url, clean_redis))
-                   for name in SERVICES}
+        servers = {
+            name: await stack.enter_async_context(running_service(name, database_url, clean_redis))
+            for name in SERVICES
+        }
         addresses = {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
         url = await stack.enter_async_context(running_gateway(addresses))
         yield {"url": url, "servers": servers}
@@ -40,7 +42,8 @@ async def test_ready_when_every_service_is_serving_and_not_when_one_stops(stack:
 
 
 async def test_a_not_found_from_jobs_is_a_404_in_the_error_shape_with_the_same_request_id(
-        stack: dict[str, object], capsys: pytest.CaptureFixture[str]) -> None:
+    stack: dict[str, object], capsys: pytest.CaptureFixture[str]
+) -> None:
     logging.configure("test")
     async with httpx.AsyncClient(base_url=str(stack["url"])) as client:
         reply = await client.get("/api/v1/presets/no_such_preset", headers={"X-Request-ID": "req-edge-1"})
@@ -53,7 +56,8 @@ async def test_a_not_found_from_jobs_is_a_404_in_the_error_shape_with_the_same_r
     assert error["details"]["request_id"] == "req-edge-1"
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     jobs_call = [r for r in records if r.get("method") == "/comfyapi.jobs.v1.JobService/GetPreset"]
-    assert jobs_call and jobs_call[0]["request_id"] == "req-edge-1"
+    assert jobs_call, "the jobs service logged no GetPreset call"
+    assert jobs_call[0]["request_id"] == "req-edge-1"
     assert jobs_call[0]["code"] == "NOT_FOUND"
 
 
@@ -82,15 +86,18 @@ async def test_metrics_docs_and_openapi_are_served(stack: dict[str, object]) -> 
         docs = await client.get("/docs")
         spec = (await client.get("/openapi.json")).json()
     assert 'comfyapi_http_server_handled_total{code="200",method="GET /api/v1/presets"} 1.0' in metrics
-    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
     assert spec["openapi"].startswith("3.1")
     assert "/api/v1/presets/{preset_id}" in spec["paths"]
 
 
 async def test_a_service_that_is_down_is_a_503_with_retry_after() -> None:
     dead = f"127.0.0.1:{free_port()}"
-    async with running_gateway({name: dead for name in SERVICES}) as url, \
-            httpx.AsyncClient(base_url=url) as client:
+    async with (
+        running_gateway({name: dead for name in SERVICES}) as url,
+        httpx.AsyncClient(base_url=url) as client,
+    ):
         reply = await client.get("/api/v1/presets")
     assert reply.status_code == 503
     assert reply.headers["retry-after"] == "1"

@@ -13,16 +13,17 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import grpc
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]
 import pytest
-from devstack.config import REPO_ROOT, StackConfig
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from redis import Redis
 
+from devstack.config import REPO_ROOT, StackConfig
 from tests.support import databases
 
 READY_WAIT_S = 180.0
@@ -94,7 +95,8 @@ class Stack:
                 return
 
     def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.process.pid).children(recursive=True)
+        children: list[psutil.Process] = psutil.Process(self.process.pid).children(recursive=True)
+        return children
 
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -134,7 +136,8 @@ def _assert_every_service_answers(config: StackConfig) -> None:
         if service.grpc_port is None:
             continue
         with grpc.insecure_channel(service.address) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            stub: Any = health_pb2_grpc.HealthStub(channel)
+            reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=10)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING, service.name
 
 

@@ -8,8 +8,8 @@ import grpc
 import pytest
 from google.protobuf import descriptor_pool, message_factory
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from servicekit import status
 
+from servicekit import status
 from tests.support.servers import SERVICES, running_service
 
 CONTRACTS = {
@@ -32,9 +32,12 @@ async def reflected_services(channel: grpc.aio.Channel) -> set[str]:
 
 @pytest.mark.parametrize("name", list(SERVICES))
 async def test_service_reports_serving_and_lists_its_contract_by_reflection(
-        name: str, database_url: str, clean_redis: str) -> None:
-    async with running_service(name, database_url, clean_redis) as server, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    name: str, database_url: str, clean_redis: str
+) -> None:
+    async with (
+        running_service(name, database_url, clean_redis) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
         services = await reflected_services(channel)
     assert {CONTRACTS[name], "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= services
 
@@ -44,15 +47,20 @@ async def test_every_rpc_of_the_contract_answers(name: str, database_url: str, c
     full_name = CONTRACTS[name]
     import_module(f"comfyapi.{name.replace('-', '_')}.v1.{name.replace('-', '_')}_service_pb2")
     service = descriptor_pool.Default().FindServiceByName(full_name)
-    async with running_service(name, database_url, clean_redis) as server, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    async with (
+        running_service(name, database_url, clean_redis) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
         for method in service.methods:
             request = message_factory.GetMessageClass(method.input_type)()
             response_type = message_factory.GetMessageClass(method.output_type)
             path = f"/{full_name}/{method.name}"
             factory = channel.unary_stream if method.server_streaming else channel.unary_unary
-            rpc = factory(path, request_serializer=type(request).SerializeToString,
-                          response_deserializer=response_type.FromString)
+            rpc = factory(
+                path,
+                request_serializer=type(request).SerializeToString,
+                response_deserializer=response_type.FromString,
+            )
             try:
                 reply = rpc(request, timeout=10)
                 if method.server_streaming:
@@ -74,8 +82,10 @@ async def test_an_unknown_preset_is_not_found_with_its_reason(database_url: str,
     from comfyapi.jobs.v1 import jobs_service_pb2 as pb
     from comfyapi.jobs.v1 import jobs_service_pb2_grpc as pb_grpc
 
-    async with running_service("jobs", database_url, clean_redis) as server, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    async with (
+        running_service("jobs", database_url, clean_redis) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
         stub = pb_grpc.JobServiceStub(channel)
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stub.GetPreset(pb.GetPresetRequest(name="presets/no_such_preset"))

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+
 from servicekit import migrations
 from servicekit.cli import Schema
-
 from tests.support import databases
 
 
@@ -26,10 +26,13 @@ async def tables(url: str) -> dict[str, set[str]]:
     try:
         rows = await connection.fetch(
             "select table_schema, table_name from information_schema.tables "
-            "where table_schema not in ('pg_catalog', 'information_schema')")
+            "where table_schema not in ('pg_catalog', 'information_schema')"
+        )
         version_rows = {}
         for schema in {r["table_schema"] for r in rows if r["table_name"] == "alembic_version"}:
-            version_rows[schema] = await connection.fetchval(f'select count(*) from "{schema}".alembic_version')
+            version_rows[schema] = await connection.fetchval(
+                f'select count(*) from "{schema}".alembic_version'
+            )
     finally:
         await connection.close()
     found: dict[str, set[str]] = {}
@@ -41,7 +44,8 @@ async def tables(url: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("schema", databases.SCHEMAS, ids=lambda s: s.name)
 async def test_history_upgrades_downgrades_and_upgrades_again_inside_its_schema(
-        schema: Schema, empty_database: str) -> None:
+    schema: Schema, empty_database: str
+) -> None:
     await asyncio.to_thread(migrations.upgrade, schema.package, empty_database, schema.name)
     after_upgrade = await tables(empty_database)
     assert set(after_upgrade) - {"__versions__"} == {schema.name}, "a context must touch only its own schema"

@@ -8,13 +8,12 @@ import secrets
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from servicekit import migrations
-from servicekit.cli import Schema
-
 from billing.main import SCHEMA as BILLING
 from drive_sync.main import SCHEMA as DRIVE_SYNC
 from identity.main import SCHEMA as IDENTITY
 from jobs.main import SCHEMA as JOBS
+from servicekit import migrations
+from servicekit.cli import Schema
 
 SCHEMAS: tuple[Schema, ...] = (IDENTITY, BILLING, JOBS, DRIVE_SYNC)
 

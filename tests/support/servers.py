@@ -9,9 +9,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from servicekit import metrics
-from servicekit.server import GrpcServer, ServiceApp
-from servicekit.settings import load
 
 from billing.bootstrap import build as build_billing
 from billing.settings import BillingSettings
@@ -23,6 +20,9 @@ from inference.bootstrap import build as build_inference
 from inference.settings import InferenceSettings
 from jobs.bootstrap import build as build_jobs
 from jobs.settings import JobsSettings
+from servicekit import metrics
+from servicekit.server import GrpcServer, ServiceApp
+from servicekit.settings import load
 
 SERVICES: dict[str, tuple[type[Any], Callable[[Any], Awaitable[ServiceApp]]]] = {
     "identity": (IdentitySettings, build_identity),
@@ -36,8 +36,13 @@ SERVICES: dict[str, tuple[type[Any], Callable[[Any], Awaitable[ServiceApp]]]] = 
 def service_settings(name: str, database_url: str, redis_url: str, **extra: str) -> Any:
     """The settings of service `name` for a test: its own databases, port 0, quick readiness checks."""
     settings_type, _ = SERVICES[name]
-    env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "GRPC_PORT": "0",
-           "READINESS_INTERVAL_SECONDS": "0.2", **{k.upper(): v for k, v in extra.items()}}
+    env = {
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "GRPC_PORT": "0",
+        "READINESS_INTERVAL_SECONDS": "0.2",
+        **{k.upper(): v for k, v in extra.items()},
+    }
     return load(settings_type, env)
 
 
@@ -71,7 +76,9 @@ async def serving(app: ServiceApp, grace: float = 1.0) -> AsyncIterator[GrpcServ
 
 
 @asynccontextmanager
-async def running_service(name: str, database_url: str, redis_url: str, **extra: str) -> AsyncIterator[GrpcServer]:
+async def running_service(
+    name: str, database_url: str, redis_url: str, **extra: str
+) -> AsyncIterator[GrpcServer]:
     """Builds service `name` through its own composition root and serves it on a free port."""
     _, build = SERVICES[name]
     app = await build(service_settings(name, database_url, redis_url, **extra))

@@ -1,0 +1,1 @@
+"""The local stack: `python -m devstack up` runs every service on loopback, PostgreSQL and Redis included."""

@@ -68,7 +68,7 @@ def up(env: Mapping[str, str]) -> int:
     status = 0
     with contextlib.ExitStack() as servers:
         try:
-            log(f"starting comfy-api-service from {config.state_dir.parent}")
+            log(f"starting comfy-api-service, state in {config.state_dir}")
             config.state_dir.mkdir(parents=True, exist_ok=True)
             database_url, redis_url, data_note = _start_data_servers(config, servers, log)
             runner = Runner(config, renderer, _say)

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import grpc
 import httpx
@@ -43,9 +44,9 @@ class Child:
 
     name: str
     process: asyncio.subprocess.Process
+    exited: asyncio.Task[int]
     pumps: list[asyncio.Task[None]] = field(default_factory=list)
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
-    exited: asyncio.Task[int] | None = None
 
     def signal(self, sig: signal.Signals) -> None:
         """Signals the child's whole process group, so helpers it started go too."""
@@ -98,11 +99,10 @@ class Runner:
             preexec_fn=partial(die_with_parent, signal.SIGTERM),
             limit=LINE_LIMIT,
         )
-        child = Child(service.name, process)
+        child = Child(service.name, process, asyncio.create_task(process.wait()))
         assert process.stdout is not None
         assert process.stderr is not None
         child.pumps = [asyncio.create_task(self._pump(child, s)) for s in (process.stdout, process.stderr)]
-        child.exited = asyncio.create_task(process.wait())
         self.children.append(child)
         return child
 
@@ -123,7 +123,6 @@ class Runner:
         """Runs `python -m <service> migrate`; returns an exit status when the stack must not go on."""
         self.say(self.renderer.line("stack", f"migrating {service.name}"))
         child = await self._spawn(service, "migrate", env)
-        assert child.exited is not None
         winner, _ = await _first(child.exited, self.stopping.wait())
         if winner != 0:
             return 0
@@ -152,6 +151,7 @@ class Runner:
             return 0
         crashed = future.result()
         assert isinstance(crashed, Child)
+        await asyncio.wait(crashed.pumps, timeout=2)  # its last words, for the report
         self._report(crashed, f"exited with code {crashed.process.returncode}")
         return 1
 
@@ -159,7 +159,7 @@ class Runner:
         await asyncio.gather(*(self._wait_ready(s) for s in self.config.services))
 
     async def _any_exit(self) -> Child:
-        by_task = {c.exited: c for c in self.children if c.exited is not None}
+        by_task = {c.exited: c for c in self.children}
         done, _ = await asyncio.wait(by_task, return_when=asyncio.FIRST_COMPLETED)
         return by_task[done.pop()]
 
@@ -205,13 +205,13 @@ class Runner:
             self.say(self.renderer.line("stack", "stopping " + ", ".join(c.name for c in running)))
             for child in running:
                 child.signal(signal.SIGTERM)
-            exits = [c.exited for c in running if c.exited is not None]
+            exits = [c.exited for c in running]
             await _first(asyncio.wait(exits, timeout=self.config.stop_timeout_s), self.hurry.wait())
         for child in children:
             if child.process.returncode is None:
                 self.say(self.renderer.line("stack", f"{child.name} did not stop in time; killing it"))
             child.signal(signal.SIGKILL)  # also reaches anything left in its process group
-        await asyncio.gather(*(c.exited for c in children if c.exited is not None))
+        await asyncio.gather(*(c.exited for c in children))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*(p for c in children for p in c.pumps)), 5)
 
@@ -230,10 +230,9 @@ async def _first(*aws: Awaitable[object]) -> tuple[int, asyncio.Future[object]]:
 
 async def _grpc_serving(address: str) -> bool:
     async with grpc.aio.insecure_channel(address) as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # the typeshed stub lacks the methods
         try:
-            reply = await health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1.0
-            )
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
         except grpc.aio.AioRpcError:
             return False
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)

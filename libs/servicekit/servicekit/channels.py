@@ -8,18 +8,22 @@ import grpc
 
 from servicekit.interceptors import client_interceptors
 
-_SERVICE_CONFIG = json.dumps({
-    "methodConfig": [{
-        "name": [{}],
-        "retryPolicy": {
-            "maxAttempts": 3,
-            "initialBackoff": "0.1s",
-            "maxBackoff": "1s",
-            "backoffMultiplier": 2,
-            "retryableStatusCodes": ["UNAVAILABLE"],
-        },
-    }],
-})
+_SERVICE_CONFIG = json.dumps(
+    {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 3,
+                    "initialBackoff": "0.1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+)
 
 
 def open_channel(address: str) -> grpc.aio.Channel:
@@ -27,6 +31,9 @@ def open_channel(address: str) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
         address,
         interceptors=client_interceptors(),
-        options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1),
-                 ("grpc.keepalive_time_ms", 30_000)],
+        options=[
+            ("grpc.service_config", _SERVICE_CONFIG),
+            ("grpc.enable_retries", 1),
+            ("grpc.keepalive_time_ms", 30_000),
+        ],
     )

@@ -41,7 +41,9 @@ class ServiceMain(Generic[S]):
         if self.schema is not None:
             migrate = commands.add_parser("migrate", help="migrate the database schema")
             migrate.add_argument("revision", nargs="?", default="head", help="target revision (default head)")
-            migrate.add_argument("--down", action="store_true", help="downgrade to the revision (default base)")
+            migrate.add_argument(
+                "--down", action="store_true", help="downgrade to the revision (default base)"
+            )
         args = parser.parse_args(argv)
         try:
             settings = load(self.settings_type, os.environ)
@@ -71,8 +73,11 @@ class ServiceMain(Generic[S]):
         instruments = metrics.create()
         instruments.serve(settings.grpc_host, settings.metrics_port)
         app = await self.build(settings)
-        server = GrpcServer(app, instruments, host=settings.grpc_host, port=settings.grpc_port,
-                            readiness_interval=settings.readiness_interval_seconds)
+        server = GrpcServer(
+            app,
+            instruments,
+            host=settings.grpc_host,
+            port=settings.grpc_port,
+            readiness_interval=settings.readiness_interval_seconds,
+        )
         await run_until_signalled(server, settings.shutdown_grace_seconds)
-
-

@@ -21,7 +21,7 @@ MAX_REQUEST_ID_LENGTH = 128
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: `subject` is a resource name such as `users/42`; `kind` is api_key, session or service."""
+    """Who is calling: `subject` is a resource name (`users/42`); `kind` is api_key, session or service."""
 
     subject: str
     kind: str
@@ -36,8 +36,13 @@ class Principal:
     def to_header(self) -> str:
         """Serializes the principal for gRPC metadata."""
         return json.dumps(
-            {"sub": self.subject, "kind": self.kind, "scopes": sorted(self.scopes), "plan": self.plan,
-             "cred": self.credential_id},
+            {
+                "sub": self.subject,
+                "kind": self.kind,
+                "scopes": sorted(self.scopes),
+                "plan": self.plan,
+                "cred": self.credential_id,
+            },
             separators=(",", ":"),
         )
 
@@ -47,8 +52,11 @@ class Principal:
         try:
             raw = json.loads(value)
             return cls(
-                subject=str(raw["sub"]), kind=str(raw["kind"]), scopes=frozenset(map(str, raw["scopes"])),
-                plan=str(raw.get("plan", "")), credential_id=str(raw.get("cred", "")),
+                subject=str(raw["sub"]),
+                kind=str(raw["kind"]),
+                scopes=frozenset(map(str, raw["scopes"])),
+                plan=str(raw.get("plan", "")),
+                credential_id=str(raw.get("cred", "")),
             )
         except (ValueError, KeyError, TypeError):
             return None

@@ -21,8 +21,9 @@ def async_url(url: str) -> str:
     """Normalizes `postgres://` and `postgresql://` URLs to the asyncpg driver."""
     parsed = make_url(url.replace("postgres://", "postgresql://", 1))
     if parsed.get_backend_name() != "postgresql":
-        raise errors.InvalidArgument(f"DATABASE_URL must be a PostgreSQL URL, got {parsed.drivername}",
-                                     reason="BAD_DATABASE_URL")
+        raise errors.InvalidArgument(
+            f"DATABASE_URL must be a PostgreSQL URL, got {parsed.drivername}", reason="BAD_DATABASE_URL"
+        )
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 

@@ -126,7 +126,18 @@ class Internal(DomainError):
 KINDS: dict[str, type[DomainError]] = {
     kind.code: kind
     for kind in (
-        InvalidArgument, NotFound, AlreadyExists, FailedPrecondition, PermissionDenied, Unauthenticated,
-        ResourceExhausted, Aborted, OutOfRange, Unavailable, DeadlineExceeded, Unimplemented, Internal,
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        PermissionDenied,
+        Unauthenticated,
+        ResourceExhausted,
+        Aborted,
+        OutOfRange,
+        Unavailable,
+        DeadlineExceeded,
+        Unimplemented,
+        Internal,
     )
 }

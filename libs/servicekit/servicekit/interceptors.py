@@ -45,7 +45,9 @@ class _Call:
             self.finish(exc.code, reason=exc.reason)
             await ctx.abort(status.grpc_code(exc), exc.message, status.trailing_metadata(exc))
         log.exception("rpc.crashed", method=self.method)
-        internal = errors.Internal(INTERNAL_MESSAGE, reason="INTERNAL", metadata={"request_id": self.request_id})
+        internal = errors.Internal(
+            INTERNAL_MESSAGE, reason="INTERNAL", metadata={"request_id": self.request_id}
+        )
         self.finish(internal.code, reason=internal.reason)
         await ctx.abort(grpc.StatusCode.INTERNAL, internal.message, status.trailing_metadata(internal))
 
@@ -54,7 +56,11 @@ class _Call:
         self.metrics.observe(self.method, code, elapsed)
         if self.method.startswith(QUIET_PREFIXES):
             return
-        fields: dict[str, Any] = {"method": self.method, "code": code, "duration_ms": round(elapsed * 1000, 2)}
+        fields: dict[str, Any] = {
+            "method": self.method,
+            "code": code,
+            "duration_ms": round(elapsed * 1000, 2),
+        }
         if reason:
             fields["reason"] = reason
         if code in ("INTERNAL", "UNKNOWN", "DATA_LOSS"):
@@ -76,9 +82,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
@@ -134,8 +140,9 @@ def _wrap_stream(behavior: Any, make: Callable[[], _Call]) -> Any:
 
 def _with_context(details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
     metadata = grpc.aio.Metadata(*(details.metadata or ()))
+    present = {key for key, _ in metadata}
     for key, value in context.to_metadata():
-        if key not in metadata:
+        if key not in present:
             metadata[key] = value
     return details._replace(metadata=metadata)  # type: ignore[attr-defined, no-any-return]
 

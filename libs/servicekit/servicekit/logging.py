@@ -15,7 +15,16 @@ import structlog
 
 from servicekit import context
 
-_SECRET_MARKERS = ("password", "secret", "token", "authorization", "cookie", "api_key", "apikey", "credential")
+_SECRET_MARKERS = (
+    "password",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+    "credential",
+)
 REDACTED = "[redacted]"
 
 
@@ -53,7 +62,9 @@ def configure(service: str, level: str = "info", fmt: str = "json") -> None:
     """Configures structlog and the standard logging module (used by libraries) for one service."""
     numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=False) if fmt == "console" else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -72,9 +83,10 @@ def configure(service: str, level: str = "info", fmt: str = "json") -> None:
     structlog.contextvars.bind_contextvars(service=service)
     handler = logging.StreamHandler(_Stdout())
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer
-        ], foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name])
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

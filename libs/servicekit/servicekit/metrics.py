@@ -9,7 +9,24 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
 
 
 @dataclass(frozen=True)
@@ -37,11 +54,18 @@ def create(kind: str = "grpc") -> Metrics:
     """
     registry = CollectorRegistry()
     handled = Counter(
-        f"{kind}_server_handled", "Calls finished, by method and status code.",
-        ["method", "code"], registry=registry, namespace="comfyapi",
+        f"{kind}_server_handled",
+        "Calls finished, by method and status code.",
+        ["method", "code"],
+        registry=registry,
+        namespace="comfyapi",
     )
     latency = Histogram(
-        f"{kind}_server_handling_seconds", "Time from call start to its end, by method.",
-        ["method"], registry=registry, namespace="comfyapi", buckets=LATENCY_BUCKETS,
+        f"{kind}_server_handling_seconds",
+        "Time from call start to its end, by method.",
+        ["method"],
+        registry=registry,
+        namespace="comfyapi",
+        buckets=LATENCY_BUCKETS,
     )
     return Metrics(registry=registry, handled=handled, latency=latency)

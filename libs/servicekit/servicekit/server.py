@@ -55,14 +55,14 @@ class ServiceApp:
     registrations: Sequence[Registration]
     dependencies: Sequence[Dependency] = ()
     closers: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
-    background: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
 
 class GrpcServer:
     """A running gRPC server for one ServiceApp."""
 
-    def __init__(self, app: ServiceApp, metrics: Metrics, *, host: str, port: int,
-                 readiness_interval: float = 5.0) -> None:
+    def __init__(
+        self, app: ServiceApp, metrics: Metrics, *, host: str, port: int, readiness_interval: float = 5.0
+    ) -> None:
         self.app = app
         self.host = host
         self.requested_port = port
@@ -71,8 +71,10 @@ class GrpcServer:
         self.health = health.aio.HealthServicer()
         self.server = grpc.aio.server(
             interceptors=[ServerInterceptor(metrics)],
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
         )
         self._tasks: list[asyncio.Task[object]] = []
         self._serving: bool | None = None
@@ -89,15 +91,17 @@ class GrpcServer:
             registration.add_to_server(registration.servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            [*self.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                *self.service_names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             self.server,
         )
         self.port = self.server.add_insecure_port(f"{self.host}:{self.requested_port}")
         await self._set_all(NOT_SERVING)
         await self.server.start()
         self._tasks.append(asyncio.create_task(self._readiness_loop(), name="readiness"))
-        self._tasks.extend(asyncio.create_task(job(), name="background") for job in self.app.background)
         log.info("server.started", host=self.host, port=self.port, services=self.service_names)
         return self.port
 
@@ -165,15 +169,18 @@ def fill_unimplemented(descriptor: ServiceDescriptor, note: str) -> Callable[[ty
     """
 
     def decorate(cls: type) -> type:
-        own = set()
+        own: set[str] = set()
         for klass in cls.__mro__:
             if klass.__module__.endswith("_pb2_grpc"):
                 break
             own.update(vars(klass))
         for method in descriptor.methods:
             if method.name not in own:
-                setattr(cls, method.name, _unimplemented(descriptor.name, method.name, method.server_streaming,
-                                                         note))
+                setattr(
+                    cls,
+                    method.name,
+                    _unimplemented(descriptor.name, method.name, method.server_streaming, note),
+                )
         return cls
 
     return decorate
@@ -181,8 +188,11 @@ def fill_unimplemented(descriptor: ServiceDescriptor, note: str) -> Callable[[ty
 
 def _unimplemented(service: str, method: str, streaming: bool, note: str) -> Callable[..., Any]:
     def error() -> errors.Unimplemented:
-        return errors.Unimplemented(f"{service}.{method} is not implemented yet: {note}",
-                                    reason="NOT_IMPLEMENTED_YET", metadata={"method": f"{service}.{method}"})
+        return errors.Unimplemented(
+            f"{service}.{method} is not implemented yet: {note}",
+            reason="NOT_IMPLEMENTED_YET",
+            metadata={"method": f"{service}.{method}"},
+        )
 
     async def unary(self: object, request: object, context: object) -> object:
         raise error()

@@ -31,10 +31,14 @@ def to_status(error: errors.DomainError) -> status_pb2.Status:
         error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
     )
     if error.violations:
-        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-            for v in error.violations
-        ]))
+        status.details.add().Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
+                    for v in error.violations
+                ]
+            )
+        )
     if error.retry_after is not None:
         seconds = max(0.0, error.retry_after)
         delay = duration_pb2.Duration(seconds=int(seconds), nanos=int((seconds % 1) * 1e9))
@@ -75,5 +79,10 @@ def from_rpc_error(exc: grpc.aio.AioRpcError) -> errors.DomainError:
     if kind is None:
         kind = errors.Unavailable if code == "CANCELLED" else errors.Internal
         reason = reason if reason != code else f"UPSTREAM_{code}"
-    return kind(message, reason=reason, metadata=metadata, violations=tuple(violations),
-                retry_after=None if retry_after is None or math.isnan(retry_after) else retry_after)
+    return kind(
+        message,
+        reason=reason,
+        metadata=metadata,
+        violations=tuple(violations),
+        retry_after=None if retry_after is None or math.isnan(retry_after) else retry_after,
+    )

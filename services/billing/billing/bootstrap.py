@@ -1,13 +1,15 @@
-"""The composition root of the billing service: builds engines, adapters and servicers; nothing runs at import."""
+"""The composition root of the billing service: builds engines, adapters and servicers.
+
+Nothing runs at import time.
+"""
 
 from __future__ import annotations
-
-from servicekit import db
-from servicekit.server import ServiceApp
 
 from billing.adapters.tables import SCHEMA_NAME
 from billing.api.servicer import registration
 from billing.settings import BillingSettings
+from servicekit import db
+from servicekit.server import ServiceApp
 
 
 async def build(settings: BillingSettings) -> ServiceApp:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from servicekit.cli import Schema, ServiceMain
-
 from billing.adapters.tables import SCHEMA_NAME
 from billing.bootstrap import build
 from billing.settings import BillingSettings
+from servicekit.cli import Schema, ServiceMain
 
 SCHEMA = Schema(package="billing", name=SCHEMA_NAME)
 

@@ -1,13 +1,15 @@
-"""The composition root of the drive-sync service: builds engines, adapters and servicers; nothing runs at import."""
+"""The composition root of the drive-sync service: builds engines, adapters and servicers.
+
+Nothing runs at import time.
+"""
 
 from __future__ import annotations
-
-from servicekit import db
-from servicekit.server import ServiceApp
 
 from drive_sync.adapters.tables import SCHEMA_NAME
 from drive_sync.api.servicer import registration
 from drive_sync.settings import DriveSyncSettings
+from servicekit import db
+from servicekit.server import ServiceApp
 
 
 async def build(settings: DriveSyncSettings) -> ServiceApp:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from servicekit.cli import Schema, ServiceMain
-
 from drive_sync.adapters.tables import SCHEMA_NAME
 from drive_sync.bootstrap import build
 from drive_sync.settings import DriveSyncSettings
+from servicekit.cli import Schema, ServiceMain
 
 SCHEMA = Schema(package="drive_sync", name=SCHEMA_NAME)
 

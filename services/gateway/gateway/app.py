@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from servicekit import metrics
 
 from gateway import errors
 from gateway.api import presets, system
 from gateway.backends import Backends
 from gateway.middleware import RequestContext
 from gateway.settings import GatewaySettings
+from servicekit import metrics
 
 DESCRIPTION = """
 REST API of comfy-api-service: run ComfyUI workflows and named presets, follow their progress and fetch
@@ -31,8 +31,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             await app.state.backends.close()
 
-    app = FastAPI(title="comfy-api-service", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-                  openapi_url="/openapi.json", docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="comfy-api-service",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
     app.state.settings = settings
     app.state.metrics = metrics.create("http")
     for exc_type, handler in errors.HANDLERS.items():

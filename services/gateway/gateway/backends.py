@@ -6,11 +6,11 @@ import asyncio
 from dataclasses import dataclass
 
 import grpc
-from comfyapi.jobs.v1 import jobs_service_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from servicekit.channels import open_channel
 
+from comfyapi.jobs.v1 import jobs_service_pb2_grpc
 from gateway.settings import GatewaySettings
+from servicekit.channels import open_channel
 
 SERVING = health_pb2.HealthCheckResponse.ServingStatus.Name(health_pb2.HealthCheckResponse.SERVING)
 
@@ -40,7 +40,8 @@ class Backends:
         async def check(channel: grpc.aio.Channel) -> str:
             try:
                 reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+                    health_pb2.HealthCheckRequest(service=""), timeout=timeout
+                )
                 return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.aio.AioRpcError as exc:
                 return f"UNREACHABLE ({exc.code().name})"

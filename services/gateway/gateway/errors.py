@@ -13,20 +13,38 @@ import grpc
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
 from servicekit import context, errors, status
 from servicekit.logging import get_logger
-from starlette.exceptions import HTTPException
 
 log = get_logger("gateway.errors")
 
 HTTP_STATUS = {
-    "INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "UNAUTHENTICATED": 401,
-    "PERMISSION_DENIED": 403, "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "ABORTED": 409,
-    "RESOURCE_EXHAUSTED": 429, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504, "UNIMPLEMENTED": 501,
+    "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "ABORTED": 409,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
+    "UNIMPLEMENTED": 501,
 }
-_HTTP_TO_GRPC = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                 405: "UNIMPLEMENTED", 409: "ALREADY_EXISTS", 413: "INVALID_ARGUMENT", 415: "INVALID_ARGUMENT",
-                 429: "RESOURCE_EXHAUSTED"}
+_HTTP_TO_GRPC = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "UNIMPLEMENTED",
+    409: "ALREADY_EXISTS",
+    413: "INVALID_ARGUMENT",
+    415: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+}
 
 
 def body(http_status: int, grpc_status: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
@@ -40,14 +58,17 @@ def domain_response(error: errors.DomainError) -> JSONResponse:
     http_status = HTTP_STATUS.get(error.code, 500)
     details: dict[str, Any] = {"reason": error.reason, "metadata": error.metadata}
     if error.violations:
-        details["field_violations"] = [{"field": v.field, "description": v.description} for v in error.violations]
+        details["field_violations"] = [
+            {"field": v.field, "description": v.description} for v in error.violations
+        ]
     headers = {}
     if http_status in (429, 503):
         retry_after = error.retry_after if error.retry_after is not None else 1.0
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
         details["retry_after_seconds"] = retry_after
-    return JSONResponse(body(http_status, error.code, error.message, details), status_code=http_status,
-                        headers=headers)
+    return JSONResponse(
+        body(http_status, error.code, error.message, details), status_code=http_status, headers=headers
+    )
 
 
 async def on_domain_error(_: Request, exc: Exception) -> JSONResponse:
@@ -63,24 +84,37 @@ async def on_rpc_error(_: Request, exc: Exception) -> JSONResponse:
 async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     violations = [
-        {"field": ".".join(str(part) for part in item["loc"]), "description": item["msg"]} for item in exc.errors()
+        {"field": ".".join(str(part) for part in item["loc"]), "description": item["msg"]}
+        for item in exc.errors()
     ]
     message = "invalid request: " + "; ".join(f"{v['field']}: {v['description']}" for v in violations)
-    return JSONResponse(body(400, "INVALID_ARGUMENT", message,
-                             {"reason": "INVALID_REQUEST", "field_violations": violations}), status_code=400)
+    return JSONResponse(
+        body(400, "INVALID_ARGUMENT", message, {"reason": "INVALID_REQUEST", "field_violations": violations}),
+        status_code=400,
+    )
 
 
 async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     grpc_status = _HTTP_TO_GRPC.get(exc.status_code, "UNKNOWN")
-    return JSONResponse(body(exc.status_code, grpc_status, str(exc.detail), {"reason": grpc_status}),
-                        status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        body(exc.status_code, grpc_status, str(exc.detail), {"reason": grpc_status}),
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 async def on_unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.error("http.crashed", error=repr(exc)[:300], exc_info=exc)
-    return JSONResponse(body(500, "INTERNAL", "internal error; the request id in the logs has the details",
-                             {"reason": "INTERNAL"}), status_code=500)
+    return JSONResponse(
+        body(
+            500,
+            "INTERNAL",
+            "internal error; the request id in the logs has the details",
+            {"reason": "INTERNAL"},
+        ),
+        status_code=500,
+    )
 
 
 HANDLERS: dict[Any, Any] = {

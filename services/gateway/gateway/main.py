@@ -7,11 +7,11 @@ import os
 import sys
 
 import uvicorn
-from servicekit import logging
-from servicekit.settings import SettingsError, load
 
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
+from servicekit import logging
+from servicekit.settings import SettingsError, load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +24,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logging.configure(settings.service_name, settings.log_level, settings.log_format)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(settings), host=settings.http_host, port=settings.http_port, log_config=None,
-        access_log=False, timeout_graceful_shutdown=int(settings.shutdown_grace_seconds), proxy_headers=True,
-        server_header=False,
-    ))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
+            proxy_headers=True,
+            server_header=False,
+        )
+    )
     server.run()
     return 0

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from servicekit import context
 from servicekit.logging import get_logger
 from servicekit.metrics import Metrics
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = get_logger("gateway.http")
 QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
@@ -48,5 +49,10 @@ class RequestContext:
         path = getattr(route, "path", None) or "unmatched"
         self.metrics.observe(f"{scope['method']} {path}", str(code), elapsed)
         if scope["path"] not in QUIET_PATHS:
-            log.info("http.finished", method=scope["method"], path=path, status=code,
-                     duration_ms=round(elapsed * 1000, 2))
+            log.info(
+                "http.finished",
+                method=scope["method"],
+                path=path,
+                status=code,
+                duration_ms=round(elapsed * 1000, 2),
+            )

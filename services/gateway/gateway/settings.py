@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
     """Everything the HTTP edge reads from its environment."""

@@ -1,13 +1,15 @@
-"""The composition root of the identity service: builds engines, adapters and servicers; nothing runs at import."""
+"""The composition root of the identity service: builds engines, adapters and servicers.
+
+Nothing runs at import time.
+"""
 
 from __future__ import annotations
-
-from servicekit import db, redis
-from servicekit.server import ServiceApp
 
 from identity.adapters.tables import SCHEMA_NAME
 from identity.api.servicer import registration
 from identity.settings import IdentitySettings
+from servicekit import db, redis
+from servicekit.server import ServiceApp
 
 
 async def build(settings: IdentitySettings) -> ServiceApp:

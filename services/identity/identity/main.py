@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from servicekit.cli import Schema, ServiceMain
-
 from identity.adapters.tables import SCHEMA_NAME
 from identity.bootstrap import build
 from identity.settings import IdentitySettings
+from servicekit.cli import Schema, ServiceMain
 
 SCHEMA = Schema(package="identity", name=SCHEMA_NAME)
 

@@ -1,11 +1,13 @@
-"""The composition root of the inference service: builds the backend pool and servicers; nothing runs at import."""
+"""The composition root of the inference service: builds the backend pool and servicers.
+
+Nothing runs at import time.
+"""
 
 from __future__ import annotations
 
-from servicekit.server import ServiceApp
-
 from inference.api.servicer import registration
 from inference.settings import InferenceSettings
+from servicekit.server import ServiceApp
 
 
 async def build(settings: InferenceSettings) -> ServiceApp:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from servicekit.cli import ServiceMain
-
 from inference.bootstrap import build
 from inference.settings import InferenceSettings
-
+from servicekit.cli import ServiceMain
 
 main = ServiceMain(InferenceSettings, build)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from servicekit.cli import Schema, ServiceMain
-
 from jobs.adapters.tables import SCHEMA_NAME
 from jobs.bootstrap import build
 from jobs.settings import JobsSettings
+from servicekit.cli import Schema, ServiceMain
 
 SCHEMA = Schema(package="jobs", name=SCHEMA_NAME)
 

@@ -15,10 +15,10 @@ import grpc
 import httpx
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+
 from servicekit import context, errors, logging, metrics, status
 from servicekit.channels import open_channel
 from servicekit.server import GrpcServer, Registration, ServiceApp
-
 from tests.support.infra import free_port
 from tests.support.servers import serving
 
@@ -29,12 +29,19 @@ def app(name: str, unary: dict[str, Unary], stream: dict[str, Any] | None = None
     handlers: dict[str, grpc.RpcMethodHandler] = {
         method: grpc.unary_unary_rpc_method_handler(fn) for method, fn in unary.items()
     }
-    handlers.update({method: grpc.unary_stream_rpc_method_handler(fn) for method, fn in (stream or {}).items()})
+    handlers.update(
+        {method: grpc.unary_stream_rpc_method_handler(fn) for method, fn in (stream or {}).items()}
+    )
     generic = grpc.method_handlers_generic_handler(f"test.{name}", handlers)
     descriptor: Any = SimpleNamespace(full_name=f"test.{name}", name=name)
-    return ServiceApp(name=name, registrations=[
-        Registration(descriptor, generic, lambda handler, server: server.add_generic_rpc_handlers((handler,)))
-    ])
+    return ServiceApp(
+        name=name,
+        registrations=[
+            Registration(
+                descriptor, generic, lambda handler, server: server.add_generic_rpc_handlers((handler,))
+            )
+        ],
+    )
 
 
 def call(channel: grpc.aio.Channel, service: str, method: str) -> Any:
@@ -42,7 +49,8 @@ def call(channel: grpc.aio.Channel, service: str, method: str) -> Any:
 
 
 async def test_request_id_and_principal_cross_two_hops_and_reach_every_log_line(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     logging.configure("test")
     seen: dict[str, Any] = {}
 
@@ -57,11 +65,15 @@ async def test_request_id_and_principal_cross_two_hops_and_reach_every_log_line(
         async def outer(request: bytes, ctx: Any) -> bytes:
             return await call(inner_channel, "Inner", "Handle")(request)
 
-        async with serving(app("Outer", {"Handle": outer})) as outer_server, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{outer_server.port}") as channel:
+        async with (
+            serving(app("Outer", {"Handle": outer})) as outer_server,
+            grpc.aio.insecure_channel(f"127.0.0.1:{outer_server.port}") as channel,
+        ):
             caller = context.Principal(subject="users/7", kind="api_key", scopes=frozenset({"jobs:read"}))
             await call(channel, "Outer", "Handle")(
-                b"x", metadata=[("x-request-id", "req-two-hops"), ("x-comfyapi-principal", caller.to_header())])
+                b"x",
+                metadata=[("x-request-id", "req-two-hops"), ("x-comfyapi-principal", caller.to_header())],
+            )
         await inner_channel.close()
 
     assert seen == {"request_id": "req-two-hops", "principal": caller}
@@ -85,8 +97,10 @@ async def test_a_domain_error_two_hops_away_keeps_its_code_and_reason() -> None:
             except grpc.aio.AioRpcError as exc:
                 raise status.from_rpc_error(exc) from None
 
-        async with serving(app("Outer", {"Handle": outer})) as outer_server, \
-                grpc.aio.insecure_channel(f"127.0.0.1:{outer_server.port}") as channel:
+        async with (
+            serving(app("Outer", {"Handle": outer})) as outer_server,
+            grpc.aio.insecure_channel(f"127.0.0.1:{outer_server.port}") as channel,
+        ):
             with pytest.raises(grpc.aio.AioRpcError) as raised:
                 await call(channel, "Outer", "Handle")(b"x")
         await inner_channel.close()
@@ -102,8 +116,10 @@ async def test_streaming_methods_map_domain_errors_after_their_first_messages() 
         yield b"first"
         raise errors.FailedPrecondition("backend lost", reason="BACKEND_LOST", retry_after=2.0)
 
-    async with serving(app("Stream", {}, {"Events": events})) as server, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    async with (
+        serving(app("Stream", {}, {"Events": events})) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
         received = []
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             async for message in channel.unary_stream("/test.Stream/Events")(b""):
@@ -118,8 +134,10 @@ async def test_an_unexpected_exception_is_internal_without_its_text() -> None:
     async def crash(request: bytes, ctx: Any) -> bytes:
         raise RuntimeError("password=hunter2 leaked")
 
-    async with serving(app("Crash", {"Handle": crash})) as server, \
-            grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+    async with (
+        serving(app("Crash", {"Handle": crash})) as server,
+        grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel,
+    ):
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await call(channel, "Crash", "Handle")(b"", metadata=[("x-request-id", "req-crash")])
     assert raised.value.code() == grpc.StatusCode.INTERNAL

@@ -4,16 +4,18 @@ import json
 from pathlib import Path
 
 import pytest
-from servicekit import errors
 
 from jobs.adapters.preset_files import PresetDirectory, PresetFileError
 from jobs.domain.presets import ParameterType, Preset
 from jobs.service.presets import PresetService
+from servicekit import errors
 
 WORKFLOW = {
     "1": {"class_type": "LoadImage", "inputs": {"image": "input.png"}},
-    "2": {"class_type": "ImageSharpen", "inputs": {"image": ["1", 0], "sharpen_radius": 1, "sigma": 1.0,
-                                                   "alpha": 0.5}},
+    "2": {
+        "class_type": "ImageSharpen",
+        "inputs": {"image": ["1", 0], "sharpen_radius": 1, "sigma": 1.0, "alpha": 0.5},
+    },
     "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "out"}},
 }
 
@@ -22,10 +24,24 @@ def write_preset(root: Path, name: str, *, bind_input: str = "alpha", version: i
     folder = root / name
     folder.mkdir(parents=True)
     manifest = {
-        "name": name, "version": version, "display_name": name.title(), "description": f"{name} edit",
-        "required_inputs": ["image"], "tags": ["photo"],
-        "parameters": [{"name": "strength", "type": "float", "description": "How strong.", "default": 0.5,
-                        "min": 0, "max": 1, "step": 0.05, "bind": [{"node": "2", "input": bind_input}]}],
+        "name": name,
+        "version": version,
+        "display_name": name.title(),
+        "description": f"{name} edit",
+        "required_inputs": ["image"],
+        "tags": ["photo"],
+        "parameters": [
+            {
+                "name": "strength",
+                "type": "float",
+                "description": "How strong.",
+                "default": 0.5,
+                "min": 0,
+                "max": 1,
+                "step": 0.05,
+                "bind": [{"node": "2", "input": bind_input}],
+            }
+        ],
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     (folder / "workflow.json").write_text(json.dumps(WORKFLOW))
@@ -59,8 +75,16 @@ def test_a_manifest_missing_a_field_is_named(tmp_path: Path) -> None:
 class InMemoryCatalog:
     def __init__(self, *names: str) -> None:
         self.presets = tuple(
-            Preset(name=n, version=2, display_name=n, description="", parameters=(), required_inputs=(), tags=(),
-                   workflow={})
+            Preset(
+                name=n,
+                version=2,
+                display_name=n,
+                description="",
+                parameters=(),
+                required_inputs=(),
+                tags=(),
+                workflow={},
+            )
             for n in sorted(names)
         )
 

@@ -6,9 +6,9 @@ import sys
 from dataclasses import FrozenInstanceError, dataclass
 
 import pytest
-from servicekit.settings import ServiceSettings, SettingsError, load, secret
 
 from identity.settings import IdentitySettings
+from servicekit.settings import ServiceSettings, SettingsError, load, secret
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,8 +32,16 @@ def test_malformed_values_are_named_with_the_reason() -> None:
 
 
 def test_values_are_parsed_and_frozen() -> None:
-    settings = load(Example, {"DATABASE_URL": "postgresql://u:pw@h/db", "GRPC_PORT": "7000",
-                              "PEERS": "a:1, b:2,", "VERBOSE": "yes", "UNRELATED": "x"})
+    settings = load(
+        Example,
+        {
+            "DATABASE_URL": "postgresql://u:pw@h/db",
+            "GRPC_PORT": "7000",
+            "PEERS": "a:1, b:2,",
+            "VERBOSE": "yes",
+            "UNRELATED": "x",
+        },
+    )
     assert (settings.grpc_port, settings.peers, settings.verbose) == (7000, ("a:1", "b:2"), True)
     with pytest.raises(FrozenInstanceError):
         settings.grpc_port = 1  # type: ignore[misc]
@@ -47,8 +55,14 @@ def test_secrets_stay_out_of_the_repr() -> None:
 @pytest.mark.parametrize("package", ["identity", "billing", "jobs", "drive_sync", "gateway"])
 def test_a_service_without_its_settings_refuses_to_start(package: str) -> None:
     env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "PYTHONPATH")}
-    done = subprocess.run([sys.executable, "-m", package, "serve"], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", package, "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert "missing required settings" in done.stderr
     assert "Traceback" not in done.stderr

@@ -1,7 +1,6 @@
 """Alembic environment of the billing schema."""
 
-from servicekit.migrations import run_env
-
 from billing.adapters.tables import metadata
+from servicekit.migrations import run_env
 
 run_env(metadata)

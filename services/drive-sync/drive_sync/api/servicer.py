@@ -16,4 +16,6 @@ class DriveSyncServiceServicer(pb_grpc.DriveSyncServiceServicer):
 
 def registration() -> Registration:
     """The servicer with the generated function that mounts it on a server."""
-    return Registration(DESCRIPTOR, DriveSyncServiceServicer(), pb_grpc.add_DriveSyncServiceServicer_to_server)
+    return Registration(
+        DESCRIPTOR, DriveSyncServiceServicer(), pb_grpc.add_DriveSyncServiceServicer_to_server
+    )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from comfyapi.jobs.v1 import jobs_service_pb2 as jobs_pb
 from fastapi import APIRouter, Query, Request
 from google.protobuf.json_format import MessageToDict
+
+from comfyapi.jobs.v1 import jobs_service_pb2 as jobs_pb
 
 router = APIRouter(prefix="/api/v1/presets", tags=["presets"])
 
@@ -24,12 +25,16 @@ async def list_presets(
     state = request.app.state
     reply = await state.backends.jobs.ListPresets(
         jobs_pb.ListPresetsRequest(page_size=page_size, page_token=page_token),
-        timeout=state.settings.backend_timeout_seconds)
+        timeout=state.settings.backend_timeout_seconds,
+    )
     return _json(reply)
 
 
-@router.get("/{preset_id}", summary="Get one preset with its typed parameters",
-            responses={404: {"description": "No preset has this name"}})
+@router.get(
+    "/{preset_id}",
+    summary="Get one preset with its typed parameters",
+    responses={404: {"description": "No preset has this name"}},
+)
 async def get_preset(
     request: Request,
     preset_id: str,
@@ -38,5 +43,6 @@ async def get_preset(
     state = request.app.state
     reply = await state.backends.jobs.GetPreset(
         jobs_pb.GetPresetRequest(name=f"presets/{preset_id}", version=version),
-        timeout=state.settings.backend_timeout_seconds)
+        timeout=state.settings.backend_timeout_seconds,
+    )
     return _json(reply.preset)

@@ -14,14 +14,19 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", summary="Readiness: every backend service reports SERVING",
-            responses={503: {"description": "At least one backend is not serving"}})
+@router.get(
+    "/ready",
+    summary="Readiness: every backend service reports SERVING",
+    responses={503: {"description": "At least one backend is not serving"}},
+)
 async def ready(request: Request) -> JSONResponse:
     state = request.app.state
     services = await state.backends.readiness(state.settings.readiness_timeout_seconds)
     serving = all(status == "SERVING" for status in services.values())
-    return JSONResponse({"status": "ready" if serving else "not_ready", "services": services},
-                        status_code=200 if serving else 503)
+    return JSONResponse(
+        {"status": "ready" if serving else "not_ready", "services": services},
+        status_code=200 if serving else 503,
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics of the gateway", include_in_schema=False)

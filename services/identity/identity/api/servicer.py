@@ -9,7 +9,9 @@ from servicekit.server import Registration, fill_unimplemented
 DESCRIPTOR = pb.DESCRIPTOR.services_by_name["IdentityService"]
 
 
-@fill_unimplemented(DESCRIPTOR, "Google sign-in, sessions, API keys and the token vault arrive with the identity work")
+@fill_unimplemented(
+    DESCRIPTOR, "Google sign-in, sessions, API keys and the token vault arrive with the identity work"
+)
 class IdentityServiceServicer(pb_grpc.IdentityServiceServicer):
     """Answers the IdentityService contract."""
 

@@ -16,4 +16,6 @@ class InferenceServiceServicer(pb_grpc.InferenceServiceServicer):
 
 def registration() -> Registration:
     """The servicer with the generated function that mounts it on a server."""
-    return Registration(DESCRIPTOR, InferenceServiceServicer(), pb_grpc.add_InferenceServiceServicer_to_server)
+    return Registration(
+        DESCRIPTOR, InferenceServiceServicer(), pb_grpc.add_InferenceServiceServicer_to_server
+    )

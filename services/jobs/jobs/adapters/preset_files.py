@@ -27,10 +27,17 @@ def _parameter(raw: dict[str, Any], where: str) -> Parameter:
             for b in raw["bind"]
         )
         return Parameter(
-            name=str(raw["name"]), type=kind, description=str(raw["description"]), bindings=bindings,
-            display_name=str(raw.get("display_name", raw["name"])), default=raw.get("default"),
-            minimum=raw.get("min"), maximum=raw.get("max"), step=float(raw.get("step", 0.0)),
-            choices=tuple(map(str, raw.get("choices", ()))), required=bool(raw.get("required", False)),
+            name=str(raw["name"]),
+            type=kind,
+            description=str(raw["description"]),
+            bindings=bindings,
+            display_name=str(raw.get("display_name", raw["name"])),
+            default=raw.get("default"),
+            minimum=raw.get("min"),
+            maximum=raw.get("max"),
+            step=float(raw.get("step", 0.0)),
+            choices=tuple(map(str, raw.get("choices", ()))),
+            required=bool(raw.get("required", False)),
         )
     except KeyError as exc:
         raise PresetFileError(f"{where}: missing field {exc.args[0]!r}") from None
@@ -47,7 +54,8 @@ def load_preset(folder: Path) -> Preset:
     except (OSError, ValueError) as exc:
         raise PresetFileError(f"{folder}: {exc}") from None
     parameters = tuple(
-        _parameter(raw, f"{manifest_path} parameters[{i}]") for i, raw in enumerate(manifest.get("parameters", []))
+        _parameter(raw, f"{manifest_path} parameters[{i}]")
+        for i, raw in enumerate(manifest.get("parameters", []))
     )
     for parameter in parameters:
         for binding in parameter.bindings:
@@ -59,10 +67,14 @@ def load_preset(folder: Path) -> Preset:
                 )
     try:
         return Preset(
-            name=str(manifest["name"]), version=int(manifest["version"]),
-            display_name=str(manifest["display_name"]), description=str(manifest["description"]),
-            parameters=parameters, required_inputs=tuple(manifest.get("required_inputs", ())),
-            tags=tuple(manifest.get("tags", ())), workflow=workflow,
+            name=str(manifest["name"]),
+            version=int(manifest["version"]),
+            display_name=str(manifest["display_name"]),
+            description=str(manifest["description"]),
+            parameters=parameters,
+            required_inputs=tuple(manifest.get("required_inputs", ())),
+            tags=tuple(manifest.get("tags", ())),
+            workflow=workflow,
             preview_image=str(manifest.get("preview_image", "")),
         )
     except KeyError as exc:

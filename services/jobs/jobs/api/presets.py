@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from comfyapi.jobs.v1 import preset_pb2
-
 from jobs.domain.presets import Parameter, ParameterType, Preset, Value
 
 _TYPES = {
@@ -39,19 +38,32 @@ def _bound(value: float | None, kind: ParameterType) -> preset_pb2.ParameterValu
 def parameter_to_proto(parameter: Parameter) -> preset_pb2.PresetParameter:
     """One parameter with its bindings."""
     return preset_pb2.PresetParameter(
-        name=parameter.name, display_name=parameter.display_name, description=parameter.description,
-        type=_TYPES[parameter.type], default_value=value_to_proto(parameter.default),
-        min_value=_bound(parameter.minimum, parameter.type), max_value=_bound(parameter.maximum, parameter.type),
-        step=parameter.step, choices=parameter.choices, required=parameter.required,
-        bindings=[preset_pb2.NodeInputBinding(node_id=b.node_id, node_type=b.node_type, input_name=b.input_name)
-                  for b in parameter.bindings],
+        name=parameter.name,
+        display_name=parameter.display_name,
+        description=parameter.description,
+        type=_TYPES[parameter.type],
+        default_value=value_to_proto(parameter.default),
+        min_value=_bound(parameter.minimum, parameter.type),
+        max_value=_bound(parameter.maximum, parameter.type),
+        step=parameter.step,
+        choices=parameter.choices,
+        required=parameter.required,
+        bindings=[
+            preset_pb2.NodeInputBinding(node_id=b.node_id, node_type=b.node_type, input_name=b.input_name)
+            for b in parameter.bindings
+        ],
     )
 
 
 def preset_to_proto(preset: Preset) -> preset_pb2.Preset:
     """A preset as clients see it; the workflow itself stays inside the jobs context."""
     return preset_pb2.Preset(
-        name=PREFIX + preset.name, version=preset.version, display_name=preset.display_name,
-        description=preset.description, parameters=[parameter_to_proto(p) for p in preset.parameters],
-        required_input_names=preset.required_inputs, preview_image_uri=preset.preview_image, tags=preset.tags,
+        name=PREFIX + preset.name,
+        version=preset.version,
+        display_name=preset.display_name,
+        description=preset.description,
+        parameters=[parameter_to_proto(p) for p in preset.parameters],
+        required_input_names=preset.required_inputs,
+        preview_image_uri=preset.preview_image,
+        tags=preset.tags,
     )

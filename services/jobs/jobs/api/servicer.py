@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from comfyapi.jobs.v1 import jobs_service_pb2 as pb
 from comfyapi.jobs.v1 import jobs_service_pb2_grpc as pb_grpc
-from servicekit import errors
-from servicekit.server import Registration, fill_unimplemented
-
 from jobs.api.presets import PREFIX, preset_to_proto
 from jobs.service.presets import PresetService
+from servicekit import errors
+from servicekit.server import Registration, fill_unimplemented
 
 DESCRIPTOR = pb.DESCRIPTOR.services_by_name["JobService"]
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -21,7 +21,8 @@ def _preset_id(name: str) -> str:
     preset_id = name.removeprefix(PREFIX)
     if not name.startswith(PREFIX) or not preset_id or "/" in preset_id:
         raise errors.InvalidArgument(
-            f"preset name must look like presets/{{preset_id}}, got {name!r}", reason="INVALID_RESOURCE_NAME",
+            f"preset name must look like presets/{{preset_id}}, got {name!r}",
+            reason="INVALID_RESOURCE_NAME",
             violations=(errors.FieldViolation("name", "expected presets/{preset_id}"),),
         )
     return preset_id
