@@ -50,6 +50,10 @@ async def _run_online(url: str, schema: str, target_metadata: MetaData) -> None:
     engine = create_async_engine(async_url(url), poolclass=NullPool)
     try:
         async with engine.connect() as connection:
+            # Pods starting together each run `migrate`; the lock makes them take turns, per schema.
+            await connection.execute(
+                text("SELECT pg_advisory_lock(hashtext(:key))"), {"key": f"migrate:{schema}"}
+            )
             await connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
             await connection.execute(text(f'SET search_path TO "{schema}"'))
             await connection.commit()

@@ -28,6 +28,9 @@ log = get_logger("servicekit.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# Clients reconnect every few minutes (GOAWAY; calls in flight finish), so new replicas behind a plain
+# Kubernetes Service get their share of the load.
+MAX_CONNECTION_AGE_MS = 5 * 60 * 1000
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                 ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
             ],
         )
         self._tasks: list[asyncio.Task[object]] = []

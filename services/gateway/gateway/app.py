@@ -13,7 +13,9 @@ from gateway.backends import Backends
 from gateway.middleware import RequestContext
 from gateway.settings import GatewaySettings
 from servicekit import metrics
+from servicekit.logging import get_logger
 
+log = get_logger("gateway")
 DESCRIPTION = """
 REST API of comfy-api-service: run ComfyUI workflows and named presets, follow their progress and fetch
 their outputs. Every error answers `{"error": {"code", "status", "message", "details"}}`.
@@ -26,10 +28,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings)
+        log.info("gateway.started", url=f"http://{settings.http_host}:{settings.http_port}")
         try:
             yield
         finally:
             await app.state.backends.close()
+            log.info("gateway.stopped")
 
     app = FastAPI(
         title="comfy-api-service",
