@@ -1,4 +1,5 @@
-"""The command line every service shares: `python -m <pkg> serve` and `python -m <pkg> migrate`."""
+"""The command line every service shares: `python -m <pkg> serve`, `python -m <pkg> migrate`, and any
+subcommands a service adds of its own (`Command`), which run with the service's loaded settings."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from servicekit import logging, metrics
 from servicekit.migrations import downgrade, upgrade
@@ -27,12 +28,22 @@ class Schema:
 
 
 @dataclass(frozen=True)
+class Command(Generic[S]):
+    """A service's own subcommand: `arguments` adds its options; `run` does it and returns the exit code."""
+
+    help: str
+    run: Callable[[S, argparse.Namespace], Coroutine[Any, Any, int]]
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+
+
+@dataclass(frozen=True)
 class ServiceMain(Generic[S]):
     """How to run one service: its settings type, its composition root and, if it has one, its schema."""
 
     settings_type: type[S]
     build: Callable[[S], Awaitable[ServiceApp]]
     schema: Schema | None = None
+    commands: Mapping[str, Command[S]] = field(default_factory=dict)
 
     def __call__(self, argv: list[str] | None = None) -> int:
         parser = argparse.ArgumentParser(prog=f"python -m {self.settings_type.__module__.split('.')[0]}")
@@ -44,6 +55,8 @@ class ServiceMain(Generic[S]):
             migrate.add_argument(
                 "--down", action="store_true", help="downgrade to the revision (default base)"
             )
+        for name, command in self.commands.items():
+            command.arguments(commands.add_parser(name, help=command.help))
         args = parser.parse_args(argv)
         try:
             settings = load(self.settings_type, os.environ)
@@ -53,6 +66,8 @@ class ServiceMain(Generic[S]):
         logging.configure(settings.service_name, settings.log_level, settings.log_format)
         if args.command == "migrate":
             return self._migrate(settings, args)
+        if args.command in self.commands:
+            return asyncio.run(self.commands[args.command].run(settings, args))
         asyncio.run(self._serve(settings))
         return 0
 
