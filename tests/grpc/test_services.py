@@ -19,7 +19,18 @@ CONTRACTS = {
     "inference": "comfyapi.inference.v1.InferenceService",
     "drive-sync": "comfyapi.drive_sync.v1.DriveSyncService",
 }
-IMPLEMENTED = {"comfyapi.jobs.v1.JobService": {"GetPreset", "ListPresets"}}
+IMPLEMENTED = {
+    "comfyapi.jobs.v1.JobService": {"GetPreset", "ListPresets"},
+    "comfyapi.billing.v1.BillingService": {
+        "ListPlans",
+        "GetPlan",
+        "GetSubscription",
+        "GetUsage",
+        "ReserveUsage",
+        "CommitUsage",
+        "ReleaseUsage",
+    },
+}
 
 
 async def reflected_services(channel: grpc.aio.Channel) -> set[str]:

@@ -15,3 +15,5 @@ class BillingSettings(ServiceSettings):
     grpc_port: int = 50052
     metrics_port: int = 9102
     database_url: str = secret()
+    plans_file: str = ""
+    default_plan: str = "free"

@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import BigInteger, Column, DateTime, Index, MetaData, Table, Text
 
 SCHEMA_NAME = "billing"
 metadata = MetaData()
+
+reservations = Table(
+    "reservations",
+    metadata,
+    Column("job", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("units", BigInteger, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    Index("reservations_owner_period", "owner", "period_start"),
+)
