@@ -8,7 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gateway import errors
-from gateway.api import presets, system
+from gateway.api import account, presets, signin, system
+from gateway.auth.edge import Edge
+from gateway.auth.middleware import EdgeAuth
 from gateway.backends import Backends
 from gateway.middleware import RequestContext
 from gateway.settings import GatewaySettings
@@ -19,6 +21,10 @@ log = get_logger("gateway")
 DESCRIPTION = """
 REST API of comfy-api-service: run ComfyUI workflows and named presets, follow their progress and fetch
 their outputs. Every error answers `{"error": {"code", "status", "message", "details"}}`.
+
+Authenticate with `Authorization: Bearer <api key>` (create keys at `/api/v1/api-keys`). Browsers use the
+session cookie from Google sign-in (`/auth/google/login`) and send `X-CSRF-Token` on state-changing requests.
+Responses carry `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset`; a 429 adds `Retry-After`.
 """
 
 
@@ -28,10 +34,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.backends = Backends.open(settings)
+        app.state.edge = Edge.open(settings, app.state.backends.identity)
         log.info("gateway.started", url=f"http://{settings.http_host}:{settings.http_port}")
         try:
             yield
         finally:
+            await app.state.edge.close()
             await app.state.backends.close()
             log.info("gateway.stopped")
 
@@ -50,5 +58,9 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.add_exception_handler(exc_type, handler)
     app.include_router(system.router)
     app.include_router(presets.router)
+    app.include_router(account.router)
+    app.include_router(signin.router)
+    # Starlette runs the last one added first: the request id is bound before authentication logs anything.
+    app.add_middleware(EdgeAuth)
     app.add_middleware(RequestContext, metrics=app.state.metrics)
     return app

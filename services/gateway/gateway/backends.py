@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from comfyapi.identity.v1 import identity_service_pb2_grpc
 from comfyapi.jobs.v1 import jobs_service_pb2_grpc
 from gateway.settings import GatewaySettings
 from servicekit.channels import open_channel
@@ -21,6 +22,7 @@ class Backends:
 
     channels: dict[str, grpc.aio.Channel]
     jobs: jobs_service_pb2_grpc.JobServiceStub
+    identity: identity_service_pb2_grpc.IdentityServiceStub
 
     @classmethod
     def open(cls, settings: GatewaySettings) -> Backends:
@@ -32,7 +34,11 @@ class Backends:
             "inference": open_channel(settings.inference_addr),
             "drive-sync": open_channel(settings.drive_sync_addr),
         }
-        return cls(channels=channels, jobs=jobs_service_pb2_grpc.JobServiceStub(channels["jobs"]))
+        return cls(
+            channels=channels,
+            jobs=jobs_service_pb2_grpc.JobServiceStub(channels["jobs"]),
+            identity=identity_service_pb2_grpc.IdentityServiceStub(channels["identity"]),
+        )
 
     async def readiness(self, timeout: float) -> dict[str, str]:
         """The health status of every service, `SERVING` or the reason it is not."""

@@ -62,6 +62,8 @@ def domain_response(error: errors.DomainError) -> JSONResponse:
             {"field": v.field, "description": v.description} for v in error.violations
         ]
     headers = {}
+    if http_status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="comfyapi"'
     if http_status in (429, 503):
         retry_after = error.retry_after if error.retry_after is not None else 1.0
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))

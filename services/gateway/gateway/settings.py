@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from servicekit.settings import secret
+
 
 @dataclass(frozen=True, kw_only=True)
 class GatewaySettings:
@@ -22,3 +24,18 @@ class GatewaySettings:
     drive_sync_addr: str
     backend_timeout_seconds: float = 10.0
     readiness_timeout_seconds: float = 2.0
+    # Rate-limit buckets, the revocation channel and nothing else live here; empty means "no Redis", which
+    # behaves like a Redis outage: limits fail open and cached credentials live only auth_cache_fallback_ttl.
+    redis_url: str = secret("")
+    # The browser-facing origin (`https://app.example.com`) used to build the OAuth callback URL; empty means
+    # the origin the request arrived on, which is right for local development only.
+    public_url: str = ""
+    cookie_secure: bool = True
+    auth_cache_max_ttl_seconds: float = 30.0
+    auth_cache_fallback_ttl_seconds: float = 1.0
+    auth_negative_ttl_seconds: float = 2.0
+    auth_cache_size: int = 10_000
+    # `plan:requests/seconds` per API key (or session); a plan not listed gets the `default` entry.
+    rate_limits: str = "default:60/60,free:60/60,pro:600/60"
+    rate_limit_ip: str = "1200/60"
+    rate_limit_auth_failures: str = "10/60"

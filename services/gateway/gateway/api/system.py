@@ -23,8 +23,10 @@ async def ready(request: Request) -> JSONResponse:
     state = request.app.state
     services = await state.backends.readiness(state.settings.readiness_timeout_seconds)
     serving = all(status == "SERVING" for status in services.values())
+    # Redis is reported but does not decide readiness: without it the edge fails open (see gateway.ratelimit).
+    redis = await state.edge.redis_status()
     return JSONResponse(
-        {"status": "ready" if serving else "not_ready", "services": services},
+        {"status": "ready" if serving else "not_ready", "services": services, "redis": redis},
         status_code=200 if serving else 503,
     )
 
