@@ -1,4 +1,4 @@
-"""Entry point: `python -m identity serve` or `python -m identity migrate`."""
+"""Entry point: `python -m identity serve|migrate|create-user|rotate-vault-keys`."""
 
 from identity.main import main
 
