@@ -122,7 +122,9 @@ async def test_a_revocation_published_by_identity_empties_the_cache(
         state.revoke_key("apiKeys/k1")  # identity's own record changes; the gateway's cache does not know yet
         assert (await client.get("/api/v1/me", headers=bearer(key))).status_code == 200
         redis = Redis.from_url(clean_redis)
-        await redis.publish(CHANNEL, json.dumps({"kind": "api_key", "id": key.rsplit("_", 1)[0]}))
+        await redis.publish(
+            CHANNEL, json.dumps({"kind": "api_key", "name": "apiKeys/other", "prefix": key.rsplit("_", 1)[0]})
+        )
         await redis.aclose()
         assert await refused_within(client, key, seconds=1.0) < 1.0
 

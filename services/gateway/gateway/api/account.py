@@ -126,14 +126,14 @@ async def create_api_key(request: Request, _: KeyManager, body: CreateApiKeyBody
 @router.delete("/api-keys/{api_key_id}", summary="Revoke one of your API keys", responses=ERRORS)
 async def revoke_api_key(
     request: Request,
-    _: KeyManager,
+    found: KeyManager,
     api_key_id: str = Path(pattern=ID_PATTERN, description="The id in the key's name `apiKeys/{id}`."),
 ) -> dict[str, Any]:
     name = f"apiKeys/{api_key_id}"
     reply = await request.app.state.backends.identity.RevokeApiKey(
         identity_pb.RevokeApiKeyRequest(name=name), timeout=_timeout(request)
     )
-    await request.app.state.edge.revoked("api_key", name)
+    await request.app.state.edge.revoked("api_key", name, found.principal.subject)
     log.info("api_key.revoked", name=name)
     return {"api_key": _json(reply.api_key)}
 
@@ -163,7 +163,7 @@ async def revoke_session(
     await request.app.state.backends.identity.RevokeSession(
         identity_pb.RevokeSessionRequest(name=name), timeout=_timeout(request)
     )
-    await request.app.state.edge.revoked("session", name)
+    await request.app.state.edge.revoked("session", name, found.principal.subject)
     log.info("session.revoked", session=name)
     response = Response(status_code=204)
     if found.principal.credential_id == name:

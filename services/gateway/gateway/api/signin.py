@@ -156,7 +156,7 @@ async def logout(request: Request) -> Response:
         await state.backends.identity.RevokeSession(
             identity_pb.RevokeSessionRequest(name=name), timeout=state.settings.backend_timeout_seconds
         )
-        await state.edge.revoked("session", name)
+        await state.edge.revoked("session", name, found.principal.subject)
         log.info("session.signed_out", session=name)
     response = Response(status_code=204)
     cookies.clear_session(response, state.settings)

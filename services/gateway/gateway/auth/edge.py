@@ -66,11 +66,11 @@ class Edge:
         edge._tasks.append(asyncio.create_task(feed.run(), name="revocation-feed"))
         return edge
 
-    async def revoked(self, kind: str, name: str) -> None:
+    async def revoked(self, kind: str, name: str, user: str) -> None:
         """Forgets a credential here at once and tells the other replicas."""
         self.authenticator.forget(f"{kind}:{name}")
         self.profiles.invalidate(f"{kind}:{name}")
-        await self.feed.publish(kind, name)
+        await self.feed.publish(kind, name, user)
 
     async def redis_status(self) -> str:
         """`ok`, `unavailable` or `not configured`, for /ready's report."""

@@ -14,7 +14,8 @@ KINDS = {
 DEFAULT_PLAN = "free"
 # The gateway's own identity when it calls identity's internal RPCs (sign-in, authentication) for a caller
 # that is not authenticated yet.
-GATEWAY = Principal(subject="services/gateway", kind="service", credential_id="gateway")
+# Same shape as servicekit.auth.service_principal("gateway").
+GATEWAY = Principal(subject="services/gateway", kind="service")
 
 
 def from_proto(message: principal_pb2.Principal) -> Principal:

@@ -1,9 +1,9 @@
 """The revocation feed: Redis pub/sub messages that make every gateway replica forget a credential at once.
 
-Channel `identity.revocations` carries JSON `{"kind": "api_key" | "session" | "user", "id": "<name or id>"}`,
-where the id is a resource name (`apiKeys/k1`), its bare id, or for an API key its public prefix. Identity
-publishes on every revocation; a gateway also publishes the revocations it relays itself, so replicas learn
-of them even before identity's message arrives.
+Identity publishes on channel `identity.revocations` one JSON object per revocation (see identity's
+adapters/events.py): `{"kind": "api_key" | "session" | "user", "name": "<resource name>", "user": ...}`,
+plus `"prefix"` (the key's public prefix) for an API key. A gateway also publishes the revocations it relays
+itself, in the same shape, so its sibling replicas need not wait for identity's message.
 
 While the feed is down a revocation could go unheard, so the listener reports itself unhealthy (the cache
 then keeps results only about a second) and drops the whole cache whenever it (re)connects.
@@ -30,16 +30,17 @@ RETRY_MIN_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
 
 
-def parse(data: bytes | str) -> str | None:
-    """The cache tag a message names, or None for a message this gateway does not understand."""
+def parse(data: bytes | str) -> list[str]:
+    """The cache tags a message names (empty for a message this gateway does not understand)."""
     try:
         message = json.loads(data)
-        kind, ident = message["kind"], message["id"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    if kind not in KINDS or not isinstance(ident, str) or not ident:
-        return None
-    return f"{kind}:{ident}"
+        kind = message["kind"]
+        values = [message.get(field) for field in ("name", "prefix", "id")]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+    if kind not in KINDS:
+        return []
+    return [f"{kind}:{value}" for value in values if isinstance(value, str) and value]
 
 
 class RevocationFeed:
@@ -52,12 +53,12 @@ class RevocationFeed:
         self.healthy = False
         self.subscribed = asyncio.Event()
 
-    async def publish(self, kind: str, ident: str) -> None:
+    async def publish(self, kind: str, name: str, user: str) -> None:
         """Tells every replica to forget a credential; a failure is logged, the TTL bounds the damage."""
         if self._redis is None:
             return
         try:
-            await self._redis.publish(CHANNEL, json.dumps({"kind": kind, "id": ident}))
+            await self._redis.publish(CHANNEL, json.dumps({"kind": kind, "name": name, "user": user}))
         except (RedisError, OSError) as exc:
             log.warning("revocation.unpublished", kind=kind, error=type(exc).__name__)
 
@@ -102,12 +103,12 @@ class RevocationFeed:
     def _apply(self, message: dict[str, Any]) -> None:
         if message.get("type") != "message":
             return
-        tag = parse(message["data"])
-        if tag is None:
+        tags = parse(message["data"])
+        if not tags:
             log.warning("revocation.ignored", reason="unreadable message")
             return
-        dropped = self._forget(tag)
-        log.info("revocation.applied", kind=tag.partition(":")[0], dropped=dropped)
+        dropped = sum(int(self._forget(tag)) for tag in tags)
+        log.info("revocation.applied", kind=tags[0].partition(":")[0], dropped=dropped)
 
 
 async def _close(pubsub: Any) -> None:
