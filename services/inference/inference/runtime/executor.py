@@ -162,7 +162,7 @@ class _Run:
         except InterruptedError_:
             raise
         except Exception as err:
-            raise NodeFailure(node_id, self._error_details(err, arguments)) from err
+            raise NodeFailure(node_id, self._error_details(err, arguments, node_id, definition)) from err
         entry_ui = None
         if result.ui:
             entry_ui = {
@@ -230,13 +230,21 @@ class _Run:
             check_interrupt=check,
         )
 
-    def _error_details(self, err: Exception, arguments: dict[str, Any]) -> dict[str, Any]:
+    def _error_details(
+        self, err: Exception, arguments: dict[str, Any], node_id: str, definition: Any
+    ) -> dict[str, Any]:
         typ = type(err)
         name = typ.__qualname__ if typ.__module__ == "builtins" else f"{typ.__module__}.{typ.__qualname__}"
         shown = {k: [format_value(v)] for k, v in arguments.items()}
-        shown.update(
-            prompt=[format_value(self.prompt)], extra_pnginfo=[format_value(self.extra.get("extra_pnginfo"))]
-        )
+        hidden = {
+            "PROMPT": self.prompt,
+            "EXTRA_PNGINFO": self.extra.get("extra_pnginfo"),
+            "UNIQUE_ID": node_id,
+        }
+        for input_name, kind in definition.spec["input"].get("hidden", {}).items():
+            kind = kind[0] if isinstance(kind, list) else kind
+            if kind in hidden:
+                shown[input_name] = [format_value(hidden[kind])]
         return {
             "exception_message": f"{err}\n",
             "exception_type": name,
