@@ -531,6 +531,16 @@ class Tx:
             access_token_expire_time=row.access_token_expire_time,
         )
 
+    async def latest_grant(self, owner_id: str, provider: Provider) -> Grant | None:
+        """The owner's newest grant for a provider, whatever its state."""
+        row = await self._one(
+            select(grants)
+            .where(grants.c.owner_id == owner_id, grants.c.provider == provider.value)
+            .order_by(grants.c.create_time.desc())
+            .limit(1)
+        )
+        return _grant(row) if row else None
+
     async def refresh_token_of(self, grant_id: str) -> str | None:
         """A grant's sealed refresh token, while one is kept."""
         row = await self._one(select(grants.c.refresh_token_sealed).where(grants.c.id == grant_id))

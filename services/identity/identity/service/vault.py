@@ -231,6 +231,9 @@ class VaultService:
         async with self.store.transaction() as tx:
             sealed = await tx.sealed_grant(owner_id, kind, lock=True)
             if sealed is None:
+                latest = await tx.latest_grant(owner_id, kind)
+                if latest is not None and latest.state is GrantState.REVOKED:
+                    raise _revoked(latest)
                 raise _not_found(f"the active {kind.value} grant of users/{owner_id}")
             cached = self._cached(cipher, sealed, wanted)
             if cached is not None:
