@@ -1,4 +1,4 @@
-"""Fixtures of the identity gRPC tests: a real OIDC provider on loopback and the identity service on a real port.
+"""Fixtures of the identity gRPC tests: a real OIDC provider on loopback, the identity service on a real port.
 
 The provider is the `oidc-provider-mock` package (a real OpenID Connect provider built on authlib), run
 in-process on a free loopback port; its issuer is the URL it is reached at.

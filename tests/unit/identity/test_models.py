@@ -58,9 +58,11 @@ def test_page_tokens_round_trip_and_garbage_is_refused_naming_the_field() -> Non
     cursor = paging.Cursor(NOW, "7b0c6f3e-0000-4000-8000-000000000000")
     assert paging.decode(paging.encode(cursor)) == cursor
     assert paging.decode("") is None
-    with pytest.raises(errors.InvalidArgument) as raised:
-        paging.decode("not-a-token")
-    assert raised.value.reason == "PAGE_TOKEN_INVALID"
-    assert raised.value.violations[0].field == "page_token"
+    forged = paging.encode(paging.Cursor(NOW, "x' or 1=1"))
+    for bad in ("not-a-token", forged):
+        with pytest.raises(errors.InvalidArgument) as raised:
+            paging.decode(bad)
+        assert raised.value.reason == "PAGE_TOKEN_INVALID"
+        assert raised.value.violations[0].field == "page_token"
     assert paging.page_size(0) == 50
     assert paging.page_size(1000) == 100

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, tuple_, update
+from sqlalchemy import and_, func, literal, or_, select, tuple_, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -159,7 +159,9 @@ def _after(table: Any, owner_column: Any, owner: str, cursor: Cursor | None) -> 
     condition = owner_column == owner
     if cursor is not None:
         condition = and_(
-            condition, tuple_(table.c.create_time, table.c.id) < tuple_(cursor.create_time, cursor.id)
+            condition,
+            tuple_(table.c.create_time, table.c.id)
+            < tuple_(cursor.create_time, literal(cursor.id, type_=table.c.id.type)),
         )
     return condition
 

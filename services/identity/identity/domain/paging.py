@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,7 +46,10 @@ def decode(token: str) -> Cursor | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         when, ident = json.loads(raw)
-        return Cursor(create_time=datetime.fromisoformat(str(when)), id=str(ident))
+        moment = datetime.fromisoformat(str(when))
+        if moment.tzinfo is None:
+            raise ValueError("naive time")
+        return Cursor(create_time=moment, id=str(uuid.UUID(str(ident))))
     except (ValueError, TypeError):
         raise errors.InvalidArgument(
             "page_token is not a token returned by this method",
