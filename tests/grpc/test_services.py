@@ -20,7 +20,15 @@ CONTRACTS = {
     "drive-sync": "comfyapi.drive_sync.v1.DriveSyncService",
 }
 IMPLEMENTED = {
-    "comfyapi.jobs.v1.JobService": {"GetPreset", "ListPresets"},
+    "comfyapi.jobs.v1.JobService": {
+        "GetPreset",
+        "ListPresets",
+        "CreateJob",
+        "GetJob",
+        "ListJobs",
+        "CancelJob",
+        "WatchJob",
+    },
     "comfyapi.billing.v1.BillingService": {
         "ListPlans",
         "GetPlan",

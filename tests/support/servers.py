@@ -33,6 +33,10 @@ SERVICES: dict[str, tuple[type[Any], Callable[[Any], Awaitable[ServiceApp]]]] = 
 }
 
 
+# Peers a service under test may call; nothing listens there unless a test passes real addresses.
+UNREACHABLE_PEERS = {f"{peer}_ADDR": "127.0.0.1:9" for peer in ("IDENTITY", "BILLING", "JOBS", "INFERENCE")}
+
+
 def service_settings(name: str, database_url: str, redis_url: str, **extra: str) -> Any:
     """The settings of service `name` for a test: its own databases, port 0, quick readiness checks."""
     settings_type, _ = SERVICES[name]
@@ -41,6 +45,7 @@ def service_settings(name: str, database_url: str, redis_url: str, **extra: str)
         "REDIS_URL": redis_url,
         "GRPC_PORT": "0",
         "READINESS_INTERVAL_SECONDS": "0.2",
+        **UNREACHABLE_PEERS,
         **{k.upper(): v for k, v in extra.items()},
     }
     return load(settings_type, env)

@@ -58,6 +58,7 @@ class ServiceApp:
     registrations: Sequence[Registration]
     dependencies: Sequence[Dependency] = ()
     closers: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    background: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
 
 class GrpcServer:
@@ -106,6 +107,7 @@ class GrpcServer:
         await self._set_all(NOT_SERVING)
         await self.server.start()
         self._tasks.append(asyncio.create_task(self._readiness_loop(), name="readiness"))
+        self._tasks.extend(asyncio.ensure_future(work()) for work in self.app.background)
         log.info("server.started", host=self.host, port=self.port, services=self.service_names)
         return self.port
 

@@ -1,31 +1,70 @@
-"""The composition root of the jobs service: builds engines, adapters and servicers.
+"""The composition root of the jobs service: builds engines, adapters, use cases and servicers.
 
-Nothing runs at import time.
+Nothing runs at import time; the dispatcher, the reaper and the outbox relay start with the server.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
+from jobs.adapters.billing_grpc import GrpcBilling
+from jobs.adapters.inference_grpc import GrpcInference
+from jobs.adapters.job_store import SqlJobStore
+from jobs.adapters.live_redis import RedisLive
 from jobs.adapters.preset_files import BUILTIN_DIR, PresetDirectory
+from jobs.adapters.queue_sql import SqlOutbox, SqlQueue
 from jobs.adapters.tables import SCHEMA_NAME
 from jobs.api.servicer import registration
+from jobs.domain.jobs import RetryPolicy
+from jobs.service.admission import Admission
+from jobs.service.dispatch import Dispatcher, DispatchSettings
+from jobs.service.jobs import Jobs
+from jobs.service.maintenance import Reaper, Relay, usage_handlers
 from jobs.service.presets import PresetService
 from jobs.settings import JobsSettings
 from servicekit import db, redis
+from servicekit.channels import open_channel
 from servicekit.server import ServiceApp
+
+
+class JobsStore(SqlJobStore, SqlQueue):
+    """The jobs table with both its admission/read side and its queue side."""
 
 
 async def build(settings: JobsSettings) -> ServiceApp:
     """Wires the service for `settings`."""
     engine = db.create_engine(settings.database_url, SCHEMA_NAME)
     cache = redis.create_redis(settings.redis_url)
+    billing_channel, inference_channel = (
+        open_channel(settings.billing_addr),
+        open_channel(settings.inference_addr),
+    )
+    store, live = JobsStore(engine), RedisLive(cache)
+    billing, inference = GrpcBilling(billing_channel), GrpcInference(inference_channel)
     presets = PresetService(
         PresetDirectory(Path(settings.presets_dir) if settings.presets_dir else BUILTIN_DIR)
     )
+    admission = Admission(store, presets, inference, billing, live, frozenset(settings.webhook_allowed_hosts))
+    jobs = Jobs(store, live, inference.cancel)
+    dispatcher = Dispatcher(
+        store,
+        inference,
+        live,
+        DispatchSettings(
+            worker=f"{socket.gethostname()}:{os.getpid()}",
+            concurrency=settings.dispatch_concurrency,
+            per_owner_cap=settings.max_running_per_owner,
+            lease_seconds=settings.lease_seconds,
+            retry=RetryPolicy(max_attempts=settings.max_attempts),
+        ),
+    )
+    reaper, relay = Reaper(store, billing, live), Relay(SqlOutbox(engine), usage_handlers(billing))
     return ServiceApp(
         name=settings.service_name,
-        registrations=[registration(presets)],
+        registrations=[registration(presets, admission, jobs)],
         dependencies=[db.dependency(engine), redis.dependency(cache)],
-        closers=[engine.dispose, cache.aclose],
+        closers=[engine.dispose, cache.aclose, billing_channel.close, inference_channel.close],
+        background=[dispatcher.run, reaper.run, relay.run],
     )

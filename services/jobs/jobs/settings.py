@@ -17,3 +17,10 @@ class JobsSettings(ServiceSettings):
     database_url: str = secret()
     redis_url: str = secret()
     presets_dir: str = ""
+    billing_addr: str
+    inference_addr: str
+    dispatch_concurrency: int = 4
+    max_running_per_owner: int = 2
+    lease_seconds: float = 30.0
+    max_attempts: int = 3
+    webhook_allowed_hosts: tuple[str, ...] = ()

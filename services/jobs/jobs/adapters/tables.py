@@ -2,7 +2,70 @@
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    SmallInteger,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 SCHEMA_NAME = "jobs"
 metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("priority", SmallInteger, nullable=False),
+    Column("source", JSONB, nullable=False),
+    Column("inputs", JSONB, nullable=False),
+    Column("labels", JSONB, nullable=False),
+    Column("webhook", JSONB),
+    Column("deadline", DateTime(timezone=True)),
+    Column("request_id", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("workflow_json", Text, nullable=False),
+    Column("files", JSONB, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+    Column("start_time", DateTime(timezone=True)),
+    Column("end_time", DateTime(timezone=True)),
+    Column("attempt_count", Integer, nullable=False),
+    Column("progress", JSONB),
+    Column("error", JSONB),
+    Column("outputs", JSONB, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("sequence", BigInteger, nullable=False),
+    Column("next_attempt_time", DateTime(timezone=True), nullable=False),
+    Column("lease_owner", Text),
+    Column("lease_expires", DateTime(timezone=True)),
+)
+
+owner_turns = Table(
+    "owner_turns",
+    metadata,
+    Column("owner", Text, primary_key=True),
+    Column("last_dispatch_time", DateTime(timezone=True), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("topic", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("available_time", DateTime(timezone=True), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_error", Text),
+    Column("done_time", DateTime(timezone=True)),
+)

@@ -1,0 +1,48 @@
+"""The billing context's usage ledger over gRPC, called as the jobs service (a service principal)."""
+
+from __future__ import annotations
+
+import grpc
+
+from comfyapi.billing.v1 import billing_service_pb2 as pb
+from comfyapi.billing.v1 import billing_service_pb2_grpc as pb_grpc
+from servicekit import auth, context, errors, status
+
+SERVICE = auth.service_principal("jobs")
+
+
+class GrpcBilling:
+    """Reserve, commit and release, each keyed by job and safe to repeat."""
+
+    def __init__(self, channel: grpc.aio.Channel, timeout: float = 10.0) -> None:
+        self.stub = pb_grpc.BillingServiceStub(channel)
+        self.timeout = timeout
+
+    async def _call(self, method: str, request: object) -> None:
+        with context.bound(context.request_id(), SERVICE):
+            try:
+                await getattr(self.stub, method)(request, timeout=self.timeout)
+            except grpc.aio.AioRpcError as exc:
+                error = status.from_rpc_error(exc)
+                if isinstance(error, errors.Unavailable | errors.DeadlineExceeded | errors.Internal):
+                    raise errors.Unavailable(
+                        "billing does not answer; retry shortly",
+                        reason="BILLING_UNAVAILABLE",
+                        retry_after=error.retry_after or 1.0,
+                    ) from None
+                raise error from None
+
+    async def reserve(self, owner: str, job: str) -> None:
+        await self._call(
+            "ReserveUsage", pb.ReserveUsageRequest(owner=owner, job=job, units=1, request_id=job)
+        )
+
+    async def commit(self, owner: str, job: str) -> None:
+        await self._call(
+            "CommitUsage", pb.CommitUsageRequest(owner=owner, job=job, request_id=f"{job}:commit")
+        )
+
+    async def release(self, owner: str, job: str) -> None:
+        await self._call(
+            "ReleaseUsage", pb.ReleaseUsageRequest(owner=owner, job=job, request_id=f"{job}:release")
+        )

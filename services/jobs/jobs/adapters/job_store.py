@@ -1,0 +1,179 @@
+"""Jobs in PostgreSQL: admission rows, reads, fenced state changes with their outbox messages.
+
+Every change a dispatcher makes to a running job is fenced by `lease_owner`, so a dispatcher that lost its
+lease (and whose job another replica took over) can never overwrite the newer state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from jobs.adapters import codec
+from jobs.adapters.tables import jobs, outbox
+from jobs.domain.effects import OutboxMessage
+from jobs.domain.jobs import Job, JobState
+from jobs.service.ports import ExecutionSpec, JobFilter, PageCursor
+
+
+async def write_outbox(connection: AsyncConnection, messages: Sequence[OutboxMessage], now: datetime) -> None:
+    """Adds side effects; one already written under the same topic and key is kept as it is."""
+    for message in messages:
+        await connection.execute(
+            pg_insert(outbox)
+            .values(
+                topic=message.topic,
+                key=message.key,
+                payload=message.payload,
+                create_time=now,
+                available_time=now,
+                attempts=0,
+            )
+            .on_conflict_do_nothing(index_elements=[outbox.c.topic, outbox.c.key])
+        )
+
+
+class SqlJobStore:
+    """The jobs table behind the service's JobStore port."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def find_by_request(self, owner: str, request_id: str) -> tuple[Job, str] | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(jobs).where(jobs.c.owner == owner, jobs.c.request_id == request_id)
+                )
+            ).first()
+        return (codec.from_row(row), row.request_hash) if row else None
+
+    async def insert(self, job: Job, request_hash: str, spec: ExecutionSpec) -> bool:
+        values = {
+            **codec.to_row(job),
+            "request_hash": request_hash,
+            "workflow_json": spec.workflow_json,
+            "files": [[f, key] for f, key in spec.files],
+            "next_attempt_time": job.create_time,
+        }
+        try:
+            async with self.engine.begin() as connection:
+                await connection.execute(insert(jobs).values(**values))
+        except IntegrityError:
+            return False
+        return True
+
+    async def discard(self, job_id: str) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                delete(jobs).where(jobs.c.id == job_id, jobs.c.state == JobState.ADMITTING)
+            )
+
+    async def save(
+        self,
+        job: Job,
+        expected: JobState,
+        messages: Sequence[OutboxMessage] = (),
+        worker: str | None = None,
+        next_attempt_time: datetime | None = None,
+    ) -> bool:
+        """Writes `job` if the row is still in `expected` (and leased by `worker`, when given)."""
+        values = codec.to_row(job)
+        if next_attempt_time is not None:
+            values["next_attempt_time"] = next_attempt_time
+        if job.state is not JobState.RUNNING:
+            values.update(lease_owner=None, lease_expires=None)
+        fence = [jobs.c.id == job.id, jobs.c.state == expected.value]
+        if worker is not None:
+            fence.append(jobs.c.lease_owner == worker)
+        async with self.engine.begin() as connection:
+            result = await connection.execute(update(jobs).where(*fence).values(**values))
+            if result.rowcount != 1:
+                return False
+            await write_outbox(connection, messages, job.update_time)
+        return True
+
+    async def get(self, owner: str | None, job_id: str) -> Job | None:
+        async with self.engine.connect() as connection:
+            condition = [jobs.c.id == job_id, jobs.c.state != JobState.ADMITTING.value]
+            if owner is not None:
+                condition.append(jobs.c.owner == owner)
+            row = (await connection.execute(select(jobs).where(*condition))).first()
+            if row is None:
+                return None
+            return codec.from_row(row, await self._position(connection, row))
+
+    async def _position(self, connection: AsyncConnection, row: Any) -> int:
+        if row.state != JobState.QUEUED.value:
+            return 0
+        ahead = await connection.scalar(
+            select(func.count())
+            .select_from(jobs)
+            .where(
+                jobs.c.state == JobState.QUEUED.value,
+                or_(
+                    jobs.c.priority > row.priority,
+                    and_(jobs.c.priority == row.priority, jobs.c.create_time < row.create_time),
+                ),
+            )
+        )
+        return int(ahead or 0) + 1
+
+    async def page(self, owner: str, where: JobFilter, size: int, cursor: PageCursor | None) -> list[Job]:
+        conditions = [jobs.c.owner == owner, jobs.c.state != JobState.ADMITTING.value]
+        if where.states:
+            conditions.append(jobs.c.state.in_([s.value for s in where.states]))
+        if where.preset:
+            conditions.append(jobs.c.source["preset"].astext == where.preset)
+        if where.created_from:
+            conditions.append(jobs.c.create_time >= where.created_from)
+        if where.created_before:
+            conditions.append(jobs.c.create_time < where.created_before)
+        for key, operator, value in where.labels:
+            if operator == "exists":
+                conditions.append(jobs.c.labels.has_key(key))
+            elif operator == "=":
+                conditions.append(jobs.c.labels[key].astext == value)
+            else:
+                conditions.append(or_(~jobs.c.labels.has_key(key), jobs.c.labels[key].astext != value))
+        if cursor is not None:
+            conditions.append(
+                or_(
+                    jobs.c.create_time < cursor.create_time,
+                    and_(jobs.c.create_time == cursor.create_time, jobs.c.id < cursor.job_id),
+                )
+            )
+        statement = select(jobs).where(*conditions).order_by(jobs.c.create_time.desc(), jobs.c.id.desc())
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(statement.limit(size))).all()
+            return [codec.from_row(row, await self._position(connection, row)) for row in rows]
+
+    async def overdue(self, now: datetime, limit: int) -> list[Job]:
+        """Queued jobs whose deadline has passed."""
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(jobs)
+                    .where(jobs.c.state == JobState.QUEUED.value, jobs.c.deadline < now)
+                    .limit(limit)
+                )
+            ).all()
+        return [codec.from_row(row) for row in rows]
+
+    async def stale_admissions(self, older_than: datetime, limit: int) -> list[Job]:
+        """Admissions a crashed replica left half done."""
+        async with self.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(jobs)
+                    .where(jobs.c.state == JobState.ADMITTING.value, jobs.c.create_time < older_than)
+                    .limit(limit)
+                )
+            ).all()
+        return [codec.from_row(row) for row in rows]

@@ -1,0 +1,146 @@
+"""The durable queue's claims in PostgreSQL: `FOR UPDATE SKIP LOCKED`, leases, fair turns between owners.
+
+Order: priority first; among owners, the one whose last dispatch is oldest (round robin); within an owner,
+first in first out. An owner at its cap of running jobs is skipped. A running job whose lease ran out (its
+dispatcher died) is taken over with the same attempt, so the new dispatcher re-attaches to the execution.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobs.adapters import codec
+from jobs.domain.jobs import Job, next_sequence
+from jobs.service.ports import ExecutionSpec, Outbox, OutboxItem
+
+_TAKE_OVER = text("""
+    UPDATE jobs SET lease_owner = :worker, lease_expires = :until, update_time = :now
+    WHERE id = (SELECT id FROM jobs WHERE state = 'running' AND lease_expires < :now
+                ORDER BY lease_expires LIMIT 1 FOR UPDATE SKIP LOCKED)
+    RETURNING *
+""")
+
+_CLAIM = text("""
+    WITH busy AS (
+        SELECT owner, count(*) AS running FROM jobs WHERE state = 'running' GROUP BY owner
+    ), candidate AS (
+        SELECT j.id FROM jobs j
+        LEFT JOIN owner_turns t ON t.owner = j.owner
+        LEFT JOIN busy b ON b.owner = j.owner
+        WHERE j.state = 'queued' AND j.next_attempt_time <= :now AND coalesce(b.running, 0) < :cap
+        ORDER BY j.priority DESC, t.last_dispatch_time ASC NULLS FIRST, j.create_time, j.id
+        LIMIT 1 FOR UPDATE OF j SKIP LOCKED
+    )
+    UPDATE jobs SET state = 'running', attempt_count = jobs.attempt_count + 1, lease_owner = :worker,
+        lease_expires = :until, start_time = coalesce(jobs.start_time, :now), update_time = :now,
+        sequence = greatest(jobs.sequence + 1, :sequence), progress = NULL, cancel_requested = false
+    FROM candidate WHERE jobs.id = candidate.id
+    RETURNING jobs.*
+""")
+
+_TURN = text("""
+    INSERT INTO owner_turns (owner, last_dispatch_time) VALUES (:owner, :now)
+    ON CONFLICT (owner) DO UPDATE SET last_dispatch_time = excluded.last_dispatch_time
+""")
+
+_RENEW = text("""
+    UPDATE jobs SET lease_expires = :until
+    WHERE id = :id AND state = 'running' AND lease_owner = :worker
+    RETURNING cancel_requested
+""")
+
+
+def _spec(row: object) -> ExecutionSpec:
+    data = row._mapping  # type: ignore[attr-defined]
+    return ExecutionSpec(data["workflow_json"], tuple((f, key) for f, key in data["files"]))
+
+
+class SqlQueue:
+    """Claims and lease renewals on the jobs table."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def claim(
+        self, worker: str, lease_seconds: float, per_owner_cap: int, now: datetime
+    ) -> tuple[Job, ExecutionSpec] | None:
+        until = now + timedelta(seconds=lease_seconds)
+        async with self.engine.begin() as connection:
+            row = (
+                await connection.execute(_TAKE_OVER, {"worker": worker, "until": until, "now": now})
+            ).first()
+            if row is None:
+                row = (
+                    await connection.execute(
+                        _CLAIM,
+                        {
+                            "worker": worker,
+                            "until": until,
+                            "now": now,
+                            "cap": per_owner_cap,
+                            "sequence": next_sequence(0, now),
+                        },
+                    )
+                ).first()
+                if row is None:
+                    return None
+                await connection.execute(_TURN, {"owner": row.owner, "now": now})
+        return codec.from_row(row), _spec(row)
+
+    async def renew(self, job_id: str, worker: str, lease_seconds: float) -> bool | None:
+        until = datetime.now(UTC) + timedelta(seconds=lease_seconds)
+        async with self.engine.begin() as connection:
+            row = (await connection.execute(_RENEW, {"id": job_id, "worker": worker, "until": until})).first()
+        return None if row is None else bool(row.cancel_requested)
+
+
+_CLAIM_OUTBOX = text("""
+    UPDATE outbox SET available_time = :hold_until, attempts = outbox.attempts + 1
+    WHERE id IN (SELECT id FROM outbox WHERE done_time IS NULL AND available_time <= :now
+                 AND topic = ANY(:topics) ORDER BY available_time, id LIMIT :limit FOR UPDATE SKIP LOCKED)
+    RETURNING id, topic, key, payload, attempts
+""")
+
+
+class SqlOutbox(Outbox):
+    """The outbox table; a claim hides a message from other relays until `hold_seconds` pass."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def claim(
+        self, topics: list[str] | tuple[str, ...], limit: int, hold_seconds: float
+    ) -> list[OutboxItem]:
+        now = datetime.now(UTC)
+        async with self.engine.begin() as connection:
+            rows = (
+                await connection.execute(
+                    _CLAIM_OUTBOX,
+                    {
+                        "now": now,
+                        "hold_until": now + timedelta(seconds=hold_seconds),
+                        "topics": list(topics),
+                        "limit": limit,
+                    },
+                )
+            ).all()
+        return [OutboxItem(r.id, r.topic, r.key, dict(r.payload), r.attempts) for r in rows]
+
+    async def done(self, item_id: int) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                text("UPDATE outbox SET done_time = now() WHERE id = :id"), {"id": item_id}
+            )
+
+    async def retry(self, item_id: int, error: str, delay_seconds: float) -> None:
+        async with self.engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "UPDATE outbox SET available_time = now() + make_interval(secs => :delay), "
+                    "last_error = :error WHERE id = :id"
+                ),
+                {"id": item_id, "delay": delay_seconds, "error": error[:500]},
+            )

@@ -1,0 +1,188 @@
+"""CreateJob: idempotency, validation, usage reservation, and the job queued exactly once.
+
+A job is written as ADMITTING before usage is reserved, and becomes QUEUED only after; a replica that dies in
+between leaves an ADMITTING row that a retry with the same key resumes, or that the reaper releases and
+removes. So a reservation never outlives its job, and no job runs unpaid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from jobs.domain import requests, workflow
+from jobs.domain.ids import uuid7
+from jobs.domain.jobs import Job, JobState, Source, next_sequence
+from jobs.domain.presets import Binding, image_bindings, resolve_parameters
+from jobs.domain.requests import NewJob
+from jobs.service.ports import Billing, ExecutionSpec, JobStore, Notifier, Validator
+from jobs.service.presets import PresetService
+from servicekit import errors
+from servicekit.logging import get_logger
+
+log = get_logger("jobs.admission")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Admission:
+    """Turns a NewJob into a QUEUED job with its usage reserved."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        presets: PresetService,
+        validator: Validator,
+        billing: Billing,
+        notifier: Notifier,
+        webhook_hosts: frozenset[str] = frozenset(),
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self.store = store
+        self.presets = presets
+        self.validator = validator
+        self.billing = billing
+        self.notifier = notifier
+        self.webhook_hosts = webhook_hosts
+        self.clock = clock
+
+    async def create(self, request: NewJob) -> Job:
+        """The new job, or the original one for a replayed idempotency key."""
+        now = self.clock()
+        requests.check(request, now, self.webhook_hosts)
+        fingerprint = request.fingerprint()
+        if request.request_id and (earlier := await self._replay(request, fingerprint)) is not None:
+            return earlier
+        source, spec = await self._plan(request)
+        job = Job(
+            id=uuid7(),
+            owner=request.owner,
+            state=JobState.ADMITTING,
+            priority=request.priority,
+            source=source,
+            inputs=request.inputs,
+            labels=request.labels,
+            webhook=request.webhook,
+            deadline=request.deadline,
+            request_id=request.request_id,
+            create_time=now,
+            update_time=now,
+            sequence=next_sequence(0, now),
+        )
+        if not await self.store.insert(job, fingerprint, spec):
+            earlier = await self._replay(request, fingerprint)
+            if earlier is None:
+                raise errors.Aborted(
+                    "a concurrent request with the same key changed; retry", reason="IDEMPOTENCY_RACE"
+                )
+            return earlier
+        return await self._admit(job)
+
+    async def _replay(self, request: NewJob, fingerprint: str) -> Job | None:
+        found = await self.store.find_by_request(request.owner, request.request_id)
+        if found is None:
+            return None
+        job, earlier_fingerprint = found
+        if earlier_fingerprint != fingerprint:
+            raise errors.AlreadyExists(
+                f"request_id {request.request_id!r} was used for a different request",
+                reason="IDEMPOTENCY_KEY_REUSED",
+                metadata={"job": job.name},
+            )
+        if job.state is JobState.ADMITTING:
+            return await self._admit(job)
+        return await self.store.get(request.owner, job.id) or job
+
+    async def _admit(self, job: Job) -> Job:
+        try:
+            await self.billing.reserve(job.owner, job.name)
+        except errors.ResourceExhausted:
+            await self.store.discard(job.id)
+            raise
+        now = self.clock()
+        queued = replace(
+            job, state=JobState.QUEUED, update_time=now, sequence=next_sequence(job.sequence, now)
+        )
+        if not await self.store.save(queued, JobState.ADMITTING):
+            current = await self.store.get(job.owner, job.id)
+            if current is None:
+                raise errors.Aborted("the admission was abandoned; retry", reason="ADMISSION_ABANDONED")
+            return current
+        log.info("job.queued", job=queued.name, owner=queued.owner)
+        await self.notifier.publish(queued)
+        return await self.store.get(job.owner, job.id) or queued
+
+    async def _plan(self, request: NewJob) -> tuple[Source, ExecutionSpec]:
+        """The source summary and the bound workflow, validated against the backends' node catalogs."""
+        triples = [(i.name, i.node_id, i.storage_key) for i in request.inputs]
+        if request.preset:
+            preset = self.presets.get(request.preset, request.preset_version)
+            parameters = resolve_parameters(preset, request.parameters)
+            graph = json_copy(preset.workflow)
+            for parameter in preset.parameters:
+                if parameter.name in parameters:
+                    for binding in parameter.bindings:
+                        workflow.set_input(
+                            graph, binding.node_id, binding.input_name, parameters[parameter.name]
+                        )
+            graph, files = self._bind_preset_images(graph, image_bindings(preset), request)
+            source = Source(
+                preset=f"presets/{preset.name}", preset_version=preset.version, parameters=parameters
+            )
+        else:
+            graph = workflow.parse(request.workflow_json)
+            graph, bindings = workflow.bind_inputs(graph, triples)
+            files = tuple((b.filename, b.storage_key) for b in bindings)
+            source = Source(
+                workflow_sha256=workflow.sha256(request.workflow_json),
+                node_count=len(graph),
+                node_types=workflow.node_types(graph),
+            )
+        text = workflow.dumps(graph)
+        verdict = await self.validator.validate(text, [f for f, _ in files])
+        if verdict.violations:
+            raise errors.InvalidArgument(
+                f"the workflow is not valid: {verdict.violations[0][1]}",
+                reason="WORKFLOW_INVALID",
+                violations=tuple(errors.FieldViolation(f, m) for f, m in verdict.violations),
+            )
+        if not request.preset:
+            source = replace(source, output_node_ids=verdict.output_node_ids)
+        return source, ExecutionSpec(text, files)
+
+    @staticmethod
+    def _bind_preset_images(
+        graph: workflow.Workflow, images: dict[str, tuple[Binding, ...]], request: NewJob
+    ) -> tuple[workflow.Workflow, tuple[tuple[str, str], ...]]:
+        given = {i.name: i for i in request.inputs}
+        for index, item in enumerate(request.inputs):
+            if item.name not in images:
+                raise errors.InvalidArgument(
+                    f"the preset has no image input {item.name!r}",
+                    reason="INPUT_INVALID",
+                    violations=(errors.FieldViolation(f"inputs[{index}].name", f"one of {sorted(images)}"),),
+                )
+        missing = [name for name in images if name not in given]
+        if missing:
+            raise errors.InvalidArgument(
+                f"the preset needs the image input(s) {', '.join(missing)}",
+                reason="INPUT_MISSING",
+                violations=tuple(
+                    errors.FieldViolation("inputs", f"add an input named {n!r}") for n in missing
+                ),
+            )
+        files = []
+        for index, (name, bindings) in enumerate(sorted(images.items())):
+            filename = f"{name}_{index}{workflow.extension(given[name].storage_key)}"
+            for binding in bindings:
+                workflow.set_input(graph, binding.node_id, binding.input_name, filename)
+            files.append((filename, given[name].storage_key))
+        return graph, tuple(files)
+
+
+def json_copy(graph: dict[str, object]) -> workflow.Workflow:
+    """A deep copy of a workflow graph."""
+    return workflow.parse(workflow.dumps(graph))

@@ -1,0 +1,120 @@
+"""Background work every replica shares: expiring overdue jobs, cleaning abandoned admissions, and the
+outbox relay that settles usage once each job ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+
+from jobs.domain import effects
+from jobs.domain.jobs import ErrorReason, JobError, JobState, finish
+from jobs.service.ports import Billing, JobStore, Notifier, Outbox, OutboxItem
+from servicekit import errors
+from servicekit.logging import get_logger
+
+log = get_logger("jobs.maintenance")
+ABANDONED_AFTER = timedelta(minutes=2)
+MAX_RELAY_DELAY_SECONDS = 300.0
+
+Handler = Callable[[OutboxItem], Awaitable[None]]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Reaper:
+    """Ends queued jobs past their deadline and removes admissions a crashed replica left behind."""
+
+    def __init__(
+        self, store: JobStore, billing: Billing, notifier: Notifier, clock: Callable[[], datetime] = _now
+    ) -> None:
+        self.store = store
+        self.billing = billing
+        self.notifier = notifier
+        self.clock = clock
+
+    async def sweep(self) -> int:
+        """One pass; returns how many jobs it changed."""
+        now = self.clock()
+        changed = 0
+        for job in await self.store.overdue(now, limit=100):
+            error = JobError(ErrorReason.DEADLINE_EXCEEDED, "the job was still queued at its deadline")
+            expired = finish(job, JobState.EXPIRED, now, error=error)
+            if await self.store.save(expired, JobState.QUEUED, effects.on_finish(expired)):
+                log.info("job.expired", job=job.name)
+                await self.notifier.publish(expired)
+                changed += 1
+        for job in await self.store.stale_admissions(now - ABANDONED_AFTER, limit=100):
+            with contextlib.suppress(errors.NotFound):  # the replica died before reserving
+                await self.billing.release(job.owner, job.name)
+            await self.store.discard(job.id)
+            log.info("job.admission_abandoned", job=job.name)
+            changed += 1
+        return changed
+
+    async def run(self, interval: float = 1.0) -> None:
+        """Sweeps until cancelled."""
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:
+                log.warning("maintenance.sweep_failed", error=repr(exc)[:200])
+            await asyncio.sleep(interval)
+
+
+def usage_handlers(billing: Billing) -> dict[str, Handler]:
+    """Outbox handlers that settle a job's reservation with billing."""
+
+    async def commit(item: OutboxItem) -> None:
+        await billing.commit(str(item.payload["owner"]), str(item.payload["job"]))
+
+    async def release(item: OutboxItem) -> None:
+        with contextlib.suppress(errors.NotFound):  # never reserved: nothing to give back
+            await billing.release(str(item.payload["owner"]), str(item.payload["job"]))
+
+    return {effects.USAGE_COMMIT: commit, effects.USAGE_RELEASE: release}
+
+
+class Relay:
+    """Performs outbox messages once their transactions committed, retrying with backoff until done."""
+
+    def __init__(self, outbox: Outbox, handlers: Mapping[str, Handler]) -> None:
+        self.outbox = outbox
+        self.handlers = dict(handlers)
+
+    async def drain(self, limit: int = 50) -> int:
+        """Performs what is due now; returns how many messages it handled."""
+        items = await self.outbox.claim(list(self.handlers), limit, hold_seconds=60)
+        for item in items:
+            try:
+                await self.handlers[item.topic](item)
+            except Exception as exc:
+                delay = min(MAX_RELAY_DELAY_SECONDS, 2.0 ** min(item.attempts, 10)) * random.uniform(0.5, 1.0)
+                log.warning(
+                    "outbox.retry",
+                    topic=item.topic,
+                    key=item.key,
+                    attempts=item.attempts,
+                    error=repr(exc)[:200],
+                    delay_seconds=round(delay, 2),
+                )
+                await self.outbox.retry(item.id, repr(exc), delay)
+            else:
+                await self.outbox.done(item.id)
+        return len(items)
+
+    async def run(self, interval: float = 0.5) -> None:
+        """Drains until cancelled."""
+        while True:
+            try:
+                handled = await self.drain()
+            except Exception as exc:
+                log.warning("outbox.drain_failed", error=repr(exc)[:200])
+                handled = 0
+            if not handled:
+                await asyncio.sleep(interval)
