@@ -184,6 +184,7 @@ class VaultService:
 
     async def revoke(self, name: str, request_id: str) -> Grant:
         """Revokes a grant here and, through the outbox, at the provider; repeating is harmless."""
+        auth.require_principal()
         names.request_id(request_id)
         now = self.clock.now()
         async with self.store.transaction() as tx:
