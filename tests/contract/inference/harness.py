@@ -33,7 +33,7 @@ def workflow(name: str) -> dict[str, Any]:
     return json.loads((WORKFLOWS / name).read_text())
 
 
-def test_pattern(width: int = 640, height: int = 480, alpha: bool = False) -> bytes:
+def pattern_png(width: int = 640, height: int = 480, alpha: bool = False) -> bytes:
     """A deterministic PNG with gradients and edges (the captures' input was 640x480)."""
     y, x = np.mgrid[0:height, 0:width]
     rgb = np.stack(
@@ -156,7 +156,7 @@ async def running_runtime(data_dir: Path) -> AsyncIterator[RuntimeClient]:
     try:
         async with aiohttp.ClientSession() as session:
             client = RuntimeClient(f"http://127.0.0.1:{port}", session, runtime)
-            status, _ = await client.upload("capture_input.png", test_pattern(), overwrite="true")
+            status, _ = await client.upload("capture_input.png", pattern_png(), overwrite="true")
             assert status == 200
             yield client
     finally:

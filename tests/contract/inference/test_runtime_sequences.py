@@ -1,4 +1,4 @@
-"""The local runtime's WebSocket sequences against the recorded ComfyUI transcripts (captures 01, 02, 04, 05)."""
+"""WebSocket sequences of the local runtime against the recorded ComfyUI transcripts (01, 02, 04, 05)."""
 
 from __future__ import annotations
 
@@ -125,9 +125,10 @@ async def test_runtime_errors_match_capture_04(runtime: RuntimeClient) -> None:
     )
     assert error["exception_message"] == theirs["exception_message"]
     assert sorted(error["executed"]) == sorted(theirs["executed"])
-    status, history = await runtime.get(f"/history/{error['prompt_id']}")
+    _status, history = await runtime.get(f"/history/{error['prompt_id']}")
     entry = history[error["prompt_id"]]
-    assert entry["status"]["status_str"] == "error" and entry["status"]["completed"] is False
+    assert entry["status"]["status_str"] == "error"
+    assert entry["status"]["completed"] is False
     assert (
         len(entry["outputs"]["6"]["images"]) == 3
     )  # output nodes that ran before the failure keep their files
@@ -156,7 +157,8 @@ async def test_binary_frames_match_capture_05(runtime: RuntimeClient) -> None:
     messages += await legacy.until_done(await runtime.submit(prompts[0], "legacy-05"))
     assert kinds(messages) == recorded["legacy_no_feature_flags"]
     preview = next(m for m in messages if isinstance(m, bytes) and m[:4] == b"\0\0\0\1")
-    assert preview[4:8] == b"\0\0\0\2" and preview[8:16] == bytes.fromhex("89504e470d0a1a0a")
+    assert preview[4:8] == b"\0\0\0\2"
+    assert preview[8:16] == bytes.fromhex("89504e470d0a1a0a")
     text = next(m for m in messages if isinstance(m, bytes) and m[:4] == b"\0\0\0\3")
     assert text == b"\0\0\0\3\0\0\0\1" + b"4" + b"width: 160, height: 120\n batch size: 1"
     await legacy.ws.close()
@@ -178,9 +180,8 @@ async def test_binary_frames_match_capture_05(runtime: RuntimeClient) -> None:
         "real_node_id",
         "image_type",
     }
-    assert metadata["image_type"] == "image/png" and frame[8 + length : 16 + length] == bytes.fromhex(
-        "89504e470d0a1a0a"
-    )
+    assert metadata["image_type"] == "image/png"
+    assert frame[8 + length : 16 + length] == bytes.fromhex("89504e470d0a1a0a")
 
 
 async def test_feature_flags_sent_late_are_ignored(runtime: RuntimeClient) -> None:

@@ -22,7 +22,9 @@ def add_routes(routes: web.RouteTableDef, rt: Runtime) -> None:
     async def post_prompt(request: web.Request) -> web.Response:
         # A body that is not JSON raises here and becomes aiohttp's plain-text 500, as in ComfyUI.
         data = await request.json()
-        number = rt.queue.next_number(data.get("number", None), bool(data.get("front")))
+        # The body may be any JSON value; ComfyUI only tests membership, so an array means "no prompt".
+        fields = data if isinstance(data, dict) else {}
+        number = rt.queue.next_number(fields.get("number"), bool(fields.get("front")))
         if "prompt" not in data:
             return web.json_response({"error": protocol.NO_PROMPT, "node_errors": {}}, status=400)
         return _submit(rt, data, number)

@@ -89,7 +89,9 @@ class Runtime:
                 "required_frontend_version": "",
                 "installed_templates_version": "",
                 "required_templates_version": "",
-                "comfy_package_versions": [],
+                "comfy_package_versions": [
+                    {"name": "numpy", "installed": numpy.__version__, "required": numpy.__version__}
+                ],
                 "python_version": sys.version,
                 "pytorch_version": f"none (numpy {numpy.__version__}, {platform.machine()})",
                 "embedded_python": False,
