@@ -7,6 +7,7 @@ python -m identity rotate-vault-keys
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from identity.bootstrap import components
@@ -35,15 +36,17 @@ def _create_user_arguments(parser: argparse.ArgumentParser) -> None:
 
 async def create_user(settings: IdentitySettings, args: argparse.Namespace) -> int:
     """Creates (or reuses) a user and prints a new API key for them, shown once."""
-    parts = components(settings)
-    try:
-        user, created = await parts.services.users.ensure(args.email, args.name)
-        issued = await parts.services.api_keys.issue(user.id, args.key_name, list(args.scopes), None)
-    except errors.DomainError as exc:
-        print(f"create-user failed: {exc.message}", file=sys.stderr)
-        return 1
-    finally:
-        await parts.close()
+    # Logs go to stderr while the command runs, so stdout carries the key alone: KEY=$(... create-user).
+    with contextlib.redirect_stdout(sys.stderr):
+        parts = components(settings)
+        try:
+            user, created = await parts.services.users.ensure(args.email, args.name)
+            issued = await parts.services.api_keys.issue(user.id, args.key_name, list(args.scopes), None)
+        except errors.DomainError as exc:
+            print(f"create-user failed: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await parts.close()
     print(f"{'created' if created else 'reused'} user users/{user.id} <{user.email}>", file=sys.stderr)
     print(
         f"API key apiKeys/{issued.api_key.id} with scopes {' '.join(sorted(issued.api_key.scopes))}",

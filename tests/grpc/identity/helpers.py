@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -134,3 +136,24 @@ async def sign_in(stub: pb_grpc.IdentityServiceStub, sub: str) -> pb.CompleteGoo
         ),
         metadata=as_(GATEWAY),
     )
+
+
+async def run_command(database_url: str, redis_url: str, *args: str, **env: str) -> tuple[int, str, str]:
+    """Runs `python -m identity ...` as an operator would; returns (exit code, stdout, stderr)."""
+    environ = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        **{k.upper(): v for k, v in env.items()},
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "identity",
+        *args,
+        env=environ,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()

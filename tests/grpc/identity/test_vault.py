@@ -9,8 +9,6 @@ has one token endpoint for both. Google itself cannot be reached from tests.
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from tests.grpc.identity.helpers import (
     define_user,
     identity_stub,
     refused,
+    run_command,
     serve_app,
     sign_in,
     sql,
@@ -336,28 +335,6 @@ async def test_without_vault_keys_the_vault_says_it_is_not_configured(
             error = await refused(call)
             assert (error.code, error.reason) == ("FAILED_PRECONDITION", "VAULT_NOT_CONFIGURED")
             assert "VAULT_KEYS" in error.message
-
-
-async def run_command(database_url: str, redis_url: str, *args: str, **env: str) -> tuple[int, str, str]:
-    """Runs `python -m identity ...` as an operator would; returns (exit code, stdout, stderr)."""
-    environ = {
-        "PATH": os.environ.get("PATH", ""),
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "LOG_LEVEL": "warning",
-        **{k.upper(): v for k, v in env.items()},
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "identity",
-        *args,
-        env=environ,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
 
 
 async def test_rotation_reseals_under_the_active_key_and_old_keys_open_until_then(
