@@ -31,8 +31,8 @@ class IdentityServiceStub:
     The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal`, never in a request message.
     RPCs marked "internal" require a PRINCIPAL_KIND_SERVICE caller and take an explicit `owner` where they act for a
     user. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
-    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope) or SERVICE_ONLY (an internal RPC
-    called by a user principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
+    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope), SERVICE_ONLY (an internal RPC
+    called by a user principal) or USER_ONLY (an RPC acting for the calling user, called by a service principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
     UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. A resource owned by another user is NOT_FOUND.
     """
 
@@ -145,13 +145,13 @@ class IdentityServiceServicer:
     The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal`, never in a request message.
     RPCs marked "internal" require a PRINCIPAL_KIND_SERVICE caller and take an explicit `owner` where they act for a
     user. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
-    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope) or SERVICE_ONLY (an internal RPC
-    called by a user principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
+    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope), SERVICE_ONLY (an internal RPC
+    called by a user principal) or USER_ONLY (an RPC acting for the calling user, called by a service principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
     UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. A resource owned by another user is NOT_FOUND.
     """
 
     def GetUser(self, request, context):
-        """Returns a user; "users/me" means the caller; errors: NOT_FOUND reason USER_NOT_FOUND.
+        """Returns a user; "users/me" means the caller; a user sees only themself, a service any user; errors: NOT_FOUND reason USER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,7 +186,7 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CompleteGoogleSignIn(self, request, context):
-        """Internal, called by the gateway: exchanges the authorization code, verifies the ID token and its nonce, creates the user on first sign-in and opens a session; errors: FAILED_PRECONDITION reason OAUTH_STATE_INVALID (unknown, used or expired state) or GOOGLE_SIGN_IN_DISABLED, UNAUTHENTICATED reason ID_TOKEN_INVALID or EMAIL_NOT_VERIFIED, UNAVAILABLE reason GOOGLE_UNAVAILABLE with RetryInfo.
+        """Internal, called by the gateway: exchanges the authorization code, verifies the ID token and its nonce, creates the user on first sign-in and opens a session; errors: FAILED_PRECONDITION reason OAUTH_STATE_INVALID (unknown, used or expired state) or GOOGLE_SIGN_IN_DISABLED, UNAUTHENTICATED reason ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED or AUTHORIZATION_CODE_INVALID (the provider refused the code: used, expired or unknown), PERMISSION_DENIED reason DOMAIN_NOT_ALLOWED (the account's `hd` is not an allowed domain), ABORTED reason SIGN_IN_RACE (a concurrent first sign-in of the same account; retry), UNAVAILABLE reason GOOGLE_UNAVAILABLE with RetryInfo.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -249,28 +249,28 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StoreGrant(self, request, context):
-        """Internal, called by drive-sync after a consent flow: encrypts and stores a refresh token for the owner, replacing (and revoking) the owner's earlier grant for the same provider; idempotent by request_id; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason REFRESH_TOKEN_MISSING.
+        """Internal, called by drive-sync after a consent flow: encrypts and stores a refresh token for the owner, replacing (and revoking) the owner's earlier grant for the same provider; idempotent by request_id; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason REFRESH_TOKEN_MISSING, FAILED_PRECONDITION reason VAULT_NOT_CONFIGURED (no VAULT_KEYS).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetGrant(self, request, context):
-        """Returns one grant's metadata (never its tokens); errors: NOT_FOUND reason GRANT_NOT_FOUND.
+        """Returns one grant's metadata (never its tokens); a user needs drive:manage and sees only their own grants, a service any; errors: NOT_FOUND reason GRANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListGrants(self, request, context):
-        """Lists the caller's grants, active and revoked, newest first; errors: INVALID_ARGUMENT reason PAGE_TOKEN_INVALID.
+        """Lists the caller's grants, active and revoked, newest first; requires drive:manage; errors: INVALID_ARGUMENT reason PAGE_TOKEN_INVALID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetAccessToken(self, request, context):
-        """Internal, called by drive-sync: returns a fresh access token for the owner's active grant, refreshing it at the provider when the cached one expires too soon; errors: NOT_FOUND reason GRANT_NOT_FOUND, FAILED_PRECONDITION reason GRANT_REVOKED (also when the provider answers invalid_grant, which marks the grant revoked), UNAVAILABLE reason PROVIDER_UNAVAILABLE with RetryInfo.
+        """Internal, called by drive-sync: returns a fresh access token for the owner's active grant, refreshing it at the provider when the cached one expires too soon; errors: NOT_FOUND reason GRANT_NOT_FOUND, FAILED_PRECONDITION reason GRANT_REVOKED (also when the provider answers invalid_grant, which marks the grant revoked; also for later calls while the newest grant is revoked), VAULT_NOT_CONFIGURED (no VAULT_KEYS) or GOOGLE_NOT_CONFIGURED (no OAuth client to refresh with), UNAVAILABLE reason PROVIDER_UNAVAILABLE with RetryInfo.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -395,8 +395,8 @@ class IdentityService:
     The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal`, never in a request message.
     RPCs marked "internal" require a PRINCIPAL_KIND_SERVICE caller and take an explicit `owner` where they act for a
     user. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
-    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope) or SERVICE_ONLY (an internal RPC
-    called by a user principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
+    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope), SERVICE_ONLY (an internal RPC
+    called by a user principal) or USER_ONLY (an RPC acting for the calling user, called by a service principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
     UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. A resource owned by another user is NOT_FOUND.
     """
 

@@ -32,8 +32,8 @@ class IdentityServiceStub:
     The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal`, never in a request message.
     RPCs marked "internal" require a PRINCIPAL_KIND_SERVICE caller and take an explicit `owner` where they act for a
     user. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
-    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope) or SERVICE_ONLY (an internal RPC
-    called by a user principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
+    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope), SERVICE_ONLY (an internal RPC
+    called by a user principal) or USER_ONLY (an RPC acting for the calling user, called by a service principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
     UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. A resource owned by another user is NOT_FOUND.
     """
 
@@ -42,7 +42,7 @@ class IdentityServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> IdentityServiceAsyncStub: ...
     GetUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetUserRequest, _identity_service_pb2.GetUserResponse]
-    """Returns a user; "users/me" means the caller; errors: NOT_FOUND reason USER_NOT_FOUND."""
+    """Returns a user; "users/me" means the caller; a user sees only themself, a service any user; errors: NOT_FOUND reason USER_NOT_FOUND."""
     UpdateUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateUserRequest, _identity_service_pb2.UpdateUserResponse]
     """Changes the caller's display name, the only mutable field; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason FIELD_INVALID (empty or over 100 characters, or a mask path other than display_name)."""
     DeleteUser: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.DeleteUserRequest, _identity_service_pb2.DeleteUserResponse]
@@ -52,7 +52,7 @@ class IdentityServiceStub:
     BeginGoogleSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.BeginGoogleSignInRequest, _identity_service_pb2.BeginGoogleSignInResponse]
     """Internal, called by the gateway: starts Google sign-in (OpenID Connect code flow) and returns the authorization URL; the server keeps the state, nonce and PKCE verifier for ten minutes; errors: FAILED_PRECONDITION reason GOOGLE_SIGN_IN_DISABLED (not configured), INVALID_ARGUMENT reason REDIRECT_URI_NOT_ALLOWED."""
     CompleteGoogleSignIn: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteGoogleSignInRequest, _identity_service_pb2.CompleteGoogleSignInResponse]
-    """Internal, called by the gateway: exchanges the authorization code, verifies the ID token and its nonce, creates the user on first sign-in and opens a session; errors: FAILED_PRECONDITION reason OAUTH_STATE_INVALID (unknown, used or expired state) or GOOGLE_SIGN_IN_DISABLED, UNAUTHENTICATED reason ID_TOKEN_INVALID or EMAIL_NOT_VERIFIED, UNAVAILABLE reason GOOGLE_UNAVAILABLE with RetryInfo."""
+    """Internal, called by the gateway: exchanges the authorization code, verifies the ID token and its nonce, creates the user on first sign-in and opens a session; errors: FAILED_PRECONDITION reason OAUTH_STATE_INVALID (unknown, used or expired state) or GOOGLE_SIGN_IN_DISABLED, UNAUTHENTICATED reason ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED or AUTHORIZATION_CODE_INVALID (the provider refused the code: used, expired or unknown), PERMISSION_DENIED reason DOMAIN_NOT_ALLOWED (the account's `hd` is not an allowed domain), ABORTED reason SIGN_IN_RACE (a concurrent first sign-in of the same account; retry), UNAVAILABLE reason GOOGLE_UNAVAILABLE with RetryInfo."""
     AuthenticateSession: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.AuthenticateSessionRequest, _identity_service_pb2.AuthenticateSessionResponse]
     """Internal, called by the gateway on every browser request: resolves a session token to its principal and extends the sliding expiry; errors: UNAUTHENTICATED reason SESSION_INVALID (unknown or revoked token) or SESSION_EXPIRED."""
     ListSessions: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ListSessionsRequest, _identity_service_pb2.ListSessionsResponse]
@@ -70,13 +70,13 @@ class IdentityServiceStub:
     AuthenticateApiKey: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.AuthenticateApiKeyRequest, _identity_service_pb2.AuthenticateApiKeyResponse]
     """Internal, called by the gateway: resolves a full API key to its principal in constant time; errors: UNAUTHENTICATED reason API_KEY_INVALID (malformed, unknown or wrong secret), API_KEY_REVOKED or API_KEY_EXPIRED."""
     StoreGrant: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.StoreGrantRequest, _identity_service_pb2.StoreGrantResponse]
-    """Internal, called by drive-sync after a consent flow: encrypts and stores a refresh token for the owner, replacing (and revoking) the owner's earlier grant for the same provider; idempotent by request_id; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason REFRESH_TOKEN_MISSING."""
+    """Internal, called by drive-sync after a consent flow: encrypts and stores a refresh token for the owner, replacing (and revoking) the owner's earlier grant for the same provider; idempotent by request_id; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason REFRESH_TOKEN_MISSING, FAILED_PRECONDITION reason VAULT_NOT_CONFIGURED (no VAULT_KEYS)."""
     GetGrant: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetGrantRequest, _identity_service_pb2.GetGrantResponse]
-    """Returns one grant's metadata (never its tokens); errors: NOT_FOUND reason GRANT_NOT_FOUND."""
+    """Returns one grant's metadata (never its tokens); a user needs drive:manage and sees only their own grants, a service any; errors: NOT_FOUND reason GRANT_NOT_FOUND."""
     ListGrants: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.ListGrantsRequest, _identity_service_pb2.ListGrantsResponse]
-    """Lists the caller's grants, active and revoked, newest first; errors: INVALID_ARGUMENT reason PAGE_TOKEN_INVALID."""
+    """Lists the caller's grants, active and revoked, newest first; requires drive:manage; errors: INVALID_ARGUMENT reason PAGE_TOKEN_INVALID."""
     GetAccessToken: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.GetAccessTokenRequest, _identity_service_pb2.GetAccessTokenResponse]
-    """Internal, called by drive-sync: returns a fresh access token for the owner's active grant, refreshing it at the provider when the cached one expires too soon; errors: NOT_FOUND reason GRANT_NOT_FOUND, FAILED_PRECONDITION reason GRANT_REVOKED (also when the provider answers invalid_grant, which marks the grant revoked), UNAVAILABLE reason PROVIDER_UNAVAILABLE with RetryInfo."""
+    """Internal, called by drive-sync: returns a fresh access token for the owner's active grant, refreshing it at the provider when the cached one expires too soon; errors: NOT_FOUND reason GRANT_NOT_FOUND, FAILED_PRECONDITION reason GRANT_REVOKED (also when the provider answers invalid_grant, which marks the grant revoked; also for later calls while the newest grant is revoked), VAULT_NOT_CONFIGURED (no VAULT_KEYS) or GOOGLE_NOT_CONFIGURED (no OAuth client to refresh with), UNAVAILABLE reason PROVIDER_UNAVAILABLE with RetryInfo."""
     RevokeGrant: _grpc.UnaryUnaryMultiCallable[_identity_service_pb2.RevokeGrantRequest, _identity_service_pb2.RevokeGrantResponse]
     """Revokes a grant locally and at the provider (the provider call is retried through the outbox); idempotent by request_id and on an already revoked grant; errors: NOT_FOUND reason GRANT_NOT_FOUND."""
 
@@ -87,14 +87,14 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal`, never in a request message.
     RPCs marked "internal" require a PRINCIPAL_KIND_SERVICE caller and take an explicit `owner` where they act for a
     user. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
-    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope) or SERVICE_ONLY (an internal RPC
-    called by a user principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
+    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope), SERVICE_ONLY (an internal RPC
+    called by a user principal) or USER_ONLY (an RPC acting for the calling user, called by a service principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
     UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. A resource owned by another user is NOT_FOUND.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetUserRequest, _identity_service_pb2.GetUserResponse]  # type: ignore[assignment]
-    """Returns a user; "users/me" means the caller; errors: NOT_FOUND reason USER_NOT_FOUND."""
+    """Returns a user; "users/me" means the caller; a user sees only themself, a service any user; errors: NOT_FOUND reason USER_NOT_FOUND."""
     UpdateUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.UpdateUserRequest, _identity_service_pb2.UpdateUserResponse]  # type: ignore[assignment]
     """Changes the caller's display name, the only mutable field; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason FIELD_INVALID (empty or over 100 characters, or a mask path other than display_name)."""
     DeleteUser: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.DeleteUserRequest, _identity_service_pb2.DeleteUserResponse]  # type: ignore[assignment]
@@ -104,7 +104,7 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     BeginGoogleSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.BeginGoogleSignInRequest, _identity_service_pb2.BeginGoogleSignInResponse]  # type: ignore[assignment]
     """Internal, called by the gateway: starts Google sign-in (OpenID Connect code flow) and returns the authorization URL; the server keeps the state, nonce and PKCE verifier for ten minutes; errors: FAILED_PRECONDITION reason GOOGLE_SIGN_IN_DISABLED (not configured), INVALID_ARGUMENT reason REDIRECT_URI_NOT_ALLOWED."""
     CompleteGoogleSignIn: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.CompleteGoogleSignInRequest, _identity_service_pb2.CompleteGoogleSignInResponse]  # type: ignore[assignment]
-    """Internal, called by the gateway: exchanges the authorization code, verifies the ID token and its nonce, creates the user on first sign-in and opens a session; errors: FAILED_PRECONDITION reason OAUTH_STATE_INVALID (unknown, used or expired state) or GOOGLE_SIGN_IN_DISABLED, UNAUTHENTICATED reason ID_TOKEN_INVALID or EMAIL_NOT_VERIFIED, UNAVAILABLE reason GOOGLE_UNAVAILABLE with RetryInfo."""
+    """Internal, called by the gateway: exchanges the authorization code, verifies the ID token and its nonce, creates the user on first sign-in and opens a session; errors: FAILED_PRECONDITION reason OAUTH_STATE_INVALID (unknown, used or expired state) or GOOGLE_SIGN_IN_DISABLED, UNAUTHENTICATED reason ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED or AUTHORIZATION_CODE_INVALID (the provider refused the code: used, expired or unknown), PERMISSION_DENIED reason DOMAIN_NOT_ALLOWED (the account's `hd` is not an allowed domain), ABORTED reason SIGN_IN_RACE (a concurrent first sign-in of the same account; retry), UNAVAILABLE reason GOOGLE_UNAVAILABLE with RetryInfo."""
     AuthenticateSession: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.AuthenticateSessionRequest, _identity_service_pb2.AuthenticateSessionResponse]  # type: ignore[assignment]
     """Internal, called by the gateway on every browser request: resolves a session token to its principal and extends the sliding expiry; errors: UNAUTHENTICATED reason SESSION_INVALID (unknown or revoked token) or SESSION_EXPIRED."""
     ListSessions: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ListSessionsRequest, _identity_service_pb2.ListSessionsResponse]  # type: ignore[assignment]
@@ -122,13 +122,13 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     AuthenticateApiKey: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.AuthenticateApiKeyRequest, _identity_service_pb2.AuthenticateApiKeyResponse]  # type: ignore[assignment]
     """Internal, called by the gateway: resolves a full API key to its principal in constant time; errors: UNAUTHENTICATED reason API_KEY_INVALID (malformed, unknown or wrong secret), API_KEY_REVOKED or API_KEY_EXPIRED."""
     StoreGrant: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.StoreGrantRequest, _identity_service_pb2.StoreGrantResponse]  # type: ignore[assignment]
-    """Internal, called by drive-sync after a consent flow: encrypts and stores a refresh token for the owner, replacing (and revoking) the owner's earlier grant for the same provider; idempotent by request_id; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason REFRESH_TOKEN_MISSING."""
+    """Internal, called by drive-sync after a consent flow: encrypts and stores a refresh token for the owner, replacing (and revoking) the owner's earlier grant for the same provider; idempotent by request_id; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason REFRESH_TOKEN_MISSING, FAILED_PRECONDITION reason VAULT_NOT_CONFIGURED (no VAULT_KEYS)."""
     GetGrant: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetGrantRequest, _identity_service_pb2.GetGrantResponse]  # type: ignore[assignment]
-    """Returns one grant's metadata (never its tokens); errors: NOT_FOUND reason GRANT_NOT_FOUND."""
+    """Returns one grant's metadata (never its tokens); a user needs drive:manage and sees only their own grants, a service any; errors: NOT_FOUND reason GRANT_NOT_FOUND."""
     ListGrants: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.ListGrantsRequest, _identity_service_pb2.ListGrantsResponse]  # type: ignore[assignment]
-    """Lists the caller's grants, active and revoked, newest first; errors: INVALID_ARGUMENT reason PAGE_TOKEN_INVALID."""
+    """Lists the caller's grants, active and revoked, newest first; requires drive:manage; errors: INVALID_ARGUMENT reason PAGE_TOKEN_INVALID."""
     GetAccessToken: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.GetAccessTokenRequest, _identity_service_pb2.GetAccessTokenResponse]  # type: ignore[assignment]
-    """Internal, called by drive-sync: returns a fresh access token for the owner's active grant, refreshing it at the provider when the cached one expires too soon; errors: NOT_FOUND reason GRANT_NOT_FOUND, FAILED_PRECONDITION reason GRANT_REVOKED (also when the provider answers invalid_grant, which marks the grant revoked), UNAVAILABLE reason PROVIDER_UNAVAILABLE with RetryInfo."""
+    """Internal, called by drive-sync: returns a fresh access token for the owner's active grant, refreshing it at the provider when the cached one expires too soon; errors: NOT_FOUND reason GRANT_NOT_FOUND, FAILED_PRECONDITION reason GRANT_REVOKED (also when the provider answers invalid_grant, which marks the grant revoked; also for later calls while the newest grant is revoked), VAULT_NOT_CONFIGURED (no VAULT_KEYS) or GOOGLE_NOT_CONFIGURED (no OAuth client to refresh with), UNAVAILABLE reason PROVIDER_UNAVAILABLE with RetryInfo."""
     RevokeGrant: _aio.UnaryUnaryMultiCallable[_identity_service_pb2.RevokeGrantRequest, _identity_service_pb2.RevokeGrantResponse]  # type: ignore[assignment]
     """Revokes a grant locally and at the provider (the provider call is retried through the outbox); idempotent by request_id and on an already revoked grant; errors: NOT_FOUND reason GRANT_NOT_FOUND."""
 
@@ -138,8 +138,8 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     The caller's Principal travels in the gRPC metadata key `x-comfyapi-principal`, never in a request message.
     RPCs marked "internal" require a PRINCIPAL_KIND_SERVICE caller and take an explicit `owner` where they act for a
     user. Errors carry google.rpc.ErrorInfo with domain "comfyapi" and a reason. Errors common to every RPC: UNAUTHENTICATED reason PRINCIPAL_MISSING (no or unreadable principal);
-    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope) or SERVICE_ONLY (an internal RPC
-    called by a user principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
+    PERMISSION_DENIED reason SCOPE_MISSING (the principal lacks a required scope), SERVICE_ONLY (an internal RPC
+    called by a user principal) or USER_ONLY (an RPC acting for the calling user, called by a service principal); INVALID_ARGUMENT reason FIELD_INVALID with a BadRequest naming each bad field;
     UNAVAILABLE reason DATABASE_UNAVAILABLE with RetryInfo. A resource owned by another user is NOT_FOUND.
     """
 
@@ -149,7 +149,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.GetUserRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.GetUserResponse, _abc.Awaitable[_identity_service_pb2.GetUserResponse]]:
-        """Returns a user; "users/me" means the caller; errors: NOT_FOUND reason USER_NOT_FOUND."""
+        """Returns a user; "users/me" means the caller; a user sees only themself, a service any user; errors: NOT_FOUND reason USER_NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def UpdateUser(
@@ -189,7 +189,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.CompleteGoogleSignInRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.CompleteGoogleSignInResponse, _abc.Awaitable[_identity_service_pb2.CompleteGoogleSignInResponse]]:
-        """Internal, called by the gateway: exchanges the authorization code, verifies the ID token and its nonce, creates the user on first sign-in and opens a session; errors: FAILED_PRECONDITION reason OAUTH_STATE_INVALID (unknown, used or expired state) or GOOGLE_SIGN_IN_DISABLED, UNAUTHENTICATED reason ID_TOKEN_INVALID or EMAIL_NOT_VERIFIED, UNAVAILABLE reason GOOGLE_UNAVAILABLE with RetryInfo."""
+        """Internal, called by the gateway: exchanges the authorization code, verifies the ID token and its nonce, creates the user on first sign-in and opens a session; errors: FAILED_PRECONDITION reason OAUTH_STATE_INVALID (unknown, used or expired state) or GOOGLE_SIGN_IN_DISABLED, UNAUTHENTICATED reason ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED or AUTHORIZATION_CODE_INVALID (the provider refused the code: used, expired or unknown), PERMISSION_DENIED reason DOMAIN_NOT_ALLOWED (the account's `hd` is not an allowed domain), ABORTED reason SIGN_IN_RACE (a concurrent first sign-in of the same account; retry), UNAVAILABLE reason GOOGLE_UNAVAILABLE with RetryInfo."""
 
     @_abc_1.abstractmethod
     def AuthenticateSession(
@@ -261,7 +261,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.StoreGrantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.StoreGrantResponse, _abc.Awaitable[_identity_service_pb2.StoreGrantResponse]]:
-        """Internal, called by drive-sync after a consent flow: encrypts and stores a refresh token for the owner, replacing (and revoking) the owner's earlier grant for the same provider; idempotent by request_id; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason REFRESH_TOKEN_MISSING."""
+        """Internal, called by drive-sync after a consent flow: encrypts and stores a refresh token for the owner, replacing (and revoking) the owner's earlier grant for the same provider; idempotent by request_id; errors: NOT_FOUND reason USER_NOT_FOUND, INVALID_ARGUMENT reason REFRESH_TOKEN_MISSING, FAILED_PRECONDITION reason VAULT_NOT_CONFIGURED (no VAULT_KEYS)."""
 
     @_abc_1.abstractmethod
     def GetGrant(
@@ -269,7 +269,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.GetGrantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.GetGrantResponse, _abc.Awaitable[_identity_service_pb2.GetGrantResponse]]:
-        """Returns one grant's metadata (never its tokens); errors: NOT_FOUND reason GRANT_NOT_FOUND."""
+        """Returns one grant's metadata (never its tokens); a user needs drive:manage and sees only their own grants, a service any; errors: NOT_FOUND reason GRANT_NOT_FOUND."""
 
     @_abc_1.abstractmethod
     def ListGrants(
@@ -277,7 +277,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.ListGrantsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.ListGrantsResponse, _abc.Awaitable[_identity_service_pb2.ListGrantsResponse]]:
-        """Lists the caller's grants, active and revoked, newest first; errors: INVALID_ARGUMENT reason PAGE_TOKEN_INVALID."""
+        """Lists the caller's grants, active and revoked, newest first; requires drive:manage; errors: INVALID_ARGUMENT reason PAGE_TOKEN_INVALID."""
 
     @_abc_1.abstractmethod
     def GetAccessToken(
@@ -285,7 +285,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_service_pb2.GetAccessTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_service_pb2.GetAccessTokenResponse, _abc.Awaitable[_identity_service_pb2.GetAccessTokenResponse]]:
-        """Internal, called by drive-sync: returns a fresh access token for the owner's active grant, refreshing it at the provider when the cached one expires too soon; errors: NOT_FOUND reason GRANT_NOT_FOUND, FAILED_PRECONDITION reason GRANT_REVOKED (also when the provider answers invalid_grant, which marks the grant revoked), UNAVAILABLE reason PROVIDER_UNAVAILABLE with RetryInfo."""
+        """Internal, called by drive-sync: returns a fresh access token for the owner's active grant, refreshing it at the provider when the cached one expires too soon; errors: NOT_FOUND reason GRANT_NOT_FOUND, FAILED_PRECONDITION reason GRANT_REVOKED (also when the provider answers invalid_grant, which marks the grant revoked; also for later calls while the newest grant is revoked), VAULT_NOT_CONFIGURED (no VAULT_KEYS) or GOOGLE_NOT_CONFIGURED (no OAuth client to refresh with), UNAVAILABLE reason PROVIDER_UNAVAILABLE with RetryInfo."""
 
     @_abc_1.abstractmethod
     def RevokeGrant(
