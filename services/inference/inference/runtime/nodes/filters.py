@@ -27,11 +27,14 @@ def gaussian_blur(images: np.ndarray, radius: int, sigma: float) -> np.ndarray:
 
 def _convolve_axis(array: np.ndarray, kernel: np.ndarray, axis: int) -> np.ndarray:
     size = array.shape[axis] - len(kernel) + 1
-    out = np.zeros((*array.shape[:axis], size, *array.shape[axis + 1 :]), dtype=np.float32)
+    shape = (*array.shape[:axis], size, *array.shape[axis + 1 :])
+    out = np.zeros(shape, dtype=np.float32)
+    scratch = np.empty(shape, dtype=np.float32)
     for k, weight in enumerate(kernel):
         window = [slice(None)] * array.ndim
         window[axis] = slice(k, k + size)
-        out += weight * array[tuple(window)]
+        np.multiply(array[tuple(window)], weight, out=scratch)
+        out += scratch
     return out
 
 
