@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from gateway import errors
 from gateway.api import account, presets, signin, system
+from gateway.auth.dependencies import install_security_schemes
 from gateway.auth.edge import Edge
 from gateway.auth.middleware import EdgeAuth
 from gateway.backends import Backends
@@ -57,9 +58,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     for exc_type, handler in errors.HANDLERS.items():
         app.add_exception_handler(exc_type, handler)
     app.include_router(system.router)
-    app.include_router(presets.router)
     app.include_router(account.router)
+    app.include_router(presets.router)
     app.include_router(signin.router)
+    install_security_schemes(app)
     # Starlette runs the last one added first: the request id is bound before authentication logs anything.
     app.add_middleware(EdgeAuth)
     app.add_middleware(RequestContext, metrics=app.state.metrics)

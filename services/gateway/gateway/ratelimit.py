@@ -2,7 +2,9 @@
 
 One Lua script checks and charges several buckets at once (an API key's and its client IP's), atomically, so
 concurrent requests on different replicas can never overdraw a bucket. A bucket of `requests/seconds` holds at
-most `requests` tokens and refills continuously at `requests / seconds` tokens a second.
+most `requests` tokens and refills continuously at `requests / seconds` tokens a second. Busy buckets are
+charged a few tokens per round trip (see LEASE_FRACTION), which keeps Redis off the path of most requests at
+high rates.
 
 When Redis is unreachable the limiter fails open: requests pass and a warning is logged (at most every few
 seconds). Redis holds only what may be lost, and refusing all traffic because a cache is down would turn a
@@ -12,10 +14,11 @@ authentication itself never depends on Redis.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
@@ -25,18 +28,19 @@ from servicekit.logging import get_logger
 
 log = get_logger("gateway.ratelimit")
 
-# KEYS: bucket keys. ARGV: per key `capacity, window_ms, cost`. Returns `allowed` and then per key
-# `tokens_left, ms_until_full, ms_until_next_token`. A cost of 0 peeks: nothing is written, and the answer
-# says whether one more token is available.
+# KEYS: bucket keys. ARGV: per key `capacity, window_ms`, then `want`, the tokens asked for. Grants the same
+# number of tokens from every bucket: `want`, or fewer when a bucket holds fewer, or none when a bucket holds
+# less than one. Returns `granted` and then per key `tokens_left, ms_until_full, ms_until_next_token`.
+# A `want` of 0 peeks: nothing is written, and `granted` is 1 when every bucket holds a token.
 _TOKEN_BUCKET = """
 local now_parts = redis.call('TIME')
 local now = tonumber(now_parts[1]) * 1000 + math.floor(tonumber(now_parts[2]) / 1000)
+local want = tonumber(ARGV[#KEYS * 2 + 1])
 local states = {}
-local allowed = 1
+local grant = math.max(want, 1)
 for i = 1, #KEYS do
-  local capacity = tonumber(ARGV[i * 3 - 2])
-  local window_ms = tonumber(ARGV[i * 3 - 1])
-  local cost = tonumber(ARGV[i * 3])
+  local capacity = tonumber(ARGV[i * 2 - 1])
+  local window_ms = tonumber(ARGV[i * 2])
   local rate = capacity / window_ms
   local saved = redis.call('HMGET', KEYS[i], 'tokens', 'ts')
   local tokens = tonumber(saved[1])
@@ -46,18 +50,21 @@ for i = 1, #KEYS do
     ts = now
   end
   tokens = math.min(capacity, tokens + math.max(0, now - ts) * rate)
-  if tokens < math.max(cost, 1) then
-    allowed = 0
-  end
-  states[i] = {capacity, window_ms, cost, rate, tokens}
+  grant = math.min(grant, math.floor(tokens))
+  states[i] = {capacity, window_ms, rate, tokens}
 end
-local out = {allowed}
+if grant < 1 then
+  grant = 0
+end
+local taken = grant
+if want == 0 then
+  taken = 0
+end
+local out = {grant}
 for i = 1, #KEYS do
-  local capacity, window_ms, cost, rate, tokens = unpack(states[i])
-  if allowed == 1 then
-    tokens = tokens - cost
-  end
-  if cost > 0 then
+  local capacity, window_ms, rate, tokens = unpack(states[i])
+  tokens = tokens - taken
+  if want > 0 then
     redis.call('HSET', KEYS[i], 'tokens', tostring(tokens), 'ts', now)
     redis.call('PEXPIRE', KEYS[i], window_ms * 2)
   end
@@ -73,6 +80,14 @@ return out
 """
 WARN_EVERY_SECONDS = 10.0
 SKIP_AFTER_FAILURE_SECONDS = 1.0
+# Leasing: a busy bucket's tokens are taken from Redis a few at a time and spent in process. A lease starts at
+# one token and doubles each time one is used up before it expires, up to LEASE_FRACTION of the smallest
+# bucket, so buckets under 100 requests per window are always charged one token at a time (exact), and a
+# client that stops loses at most the unused part of one small lease.
+LEASE_FRACTION = 0.02
+MAX_LEASE = 64
+LEASE_SECONDS = 0.25
+MAX_LEASES = 10_000
 
 
 class LimitSpecError(ValueError):
@@ -114,11 +129,10 @@ def parse_plan_limits(spec: str) -> dict[str, Limit]:
 
 @dataclass(frozen=True)
 class Bucket:
-    """One bucket to charge: its Redis key, its limit and how many tokens the request costs."""
+    """One bucket to charge: its Redis key and its limit."""
 
     key: str
     limit: Limit
-    cost: int = 1
 
 
 @dataclass(frozen=True)
@@ -143,8 +157,18 @@ class Verdict:
         return headers
 
 
+@dataclass
+class _Lease:
+    """Tokens taken from Redis for a set of buckets and not spent yet."""
+
+    tokens: int
+    size: int
+    expires_at: float
+    verdict: Verdict
+
+
 class RateLimiter:
-    """Charges buckets with one EVALSHA; answers None (let the request through) when Redis is unavailable."""
+    """Charges buckets through one Lua script; answers None (let the request through) when Redis is down."""
 
     def __init__(self, redis: Redis | None, prefix: str = "gateway:ratelimit:", clock: Any = time.monotonic):
         self._redis = redis
@@ -153,20 +177,66 @@ class RateLimiter:
         self._clock = clock
         self._skip_until = 0.0
         self._warned_at = -math.inf
+        self._leases: dict[tuple[str, ...], _Lease] = {}
+        self._refills: dict[tuple[str, ...], asyncio.Future[None]] = {}
 
     async def charge(self, buckets: Sequence[Bucket]) -> Verdict | None:
-        """Charges every bucket if all have the tokens, else none; None means Redis could not be asked."""
+        """Takes one token from every bucket if all have one, else none; None means Redis was not asked."""
+        key = tuple(b.key for b in buckets)
+        while True:
+            lease = self._leases.get(key)
+            if lease is not None and lease.tokens > 0 and self._clock() < lease.expires_at:
+                lease.tokens -= 1
+                return replace(lease.verdict, remaining=lease.verdict.remaining + lease.tokens)
+            refill = self._refills.get(key)
+            if refill is None:
+                break
+            # Another request is fetching this lease: wait for it rather than ask Redis as well.
+            await asyncio.shield(refill)
+        refill = self._refills[key] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._refill(key, buckets, lease)
+        finally:
+            del self._refills[key]
+            refill.set_result(None)
+
+    async def _refill(
+        self, key: tuple[str, ...], buckets: Sequence[Bucket], lease: _Lease | None
+    ) -> Verdict | None:
+        now = self._clock()
+        size = 1
+        if lease is not None and lease.tokens == 0:
+            size = min(_lease_cap(buckets), lease.size * 2)
+        raw = await self._run(buckets, size)
+        if raw is None:
+            return None
+        verdict = _verdict(buckets, raw)
+        if not verdict.allowed:
+            self._leases.pop(key, None)
+            return verdict
+        if len(self._leases) >= MAX_LEASES:
+            self._leases = {k: v for k, v in self._leases.items() if v.expires_at > now}
+        spare = raw[0] - 1
+        self._leases[key] = _Lease(spare, size, now + LEASE_SECONDS, verdict)
+        return replace(verdict, remaining=verdict.remaining + spare)
+
+    async def peek(self, buckets: Sequence[Bucket]) -> Verdict | None:
+        """Whether every bucket holds a token, without taking any; None means Redis was not asked."""
+        raw = await self._run(buckets, 0)
+        return None if raw is None else _verdict(buckets, raw)
+
+    async def _run(self, buckets: Sequence[Bucket], want: int) -> list[int] | None:
         if self._script is None or not buckets or self._clock() < self._skip_until:
             return None
         args: list[Any] = []
         for bucket in buckets:
-            args += [bucket.limit.requests, math.ceil(bucket.limit.seconds * 1000), bucket.cost]
+            args += [bucket.limit.requests, math.ceil(bucket.limit.seconds * 1000)]
         try:
-            raw = await self._script(keys=[self._prefix + b.key for b in buckets], args=args)
+            raw = await self._script(keys=[self._prefix + b.key for b in buckets], args=[*args, want])
         except (RedisError, OSError) as exc:
             self._unavailable(exc)
             return None
-        return _verdict(buckets, [int(value) for value in raw])
+        return [int(value) for value in raw]
 
     def _unavailable(self, exc: Exception) -> None:
         # Skipping Redis for a moment keeps a dead Redis from adding a connect timeout to every request.
@@ -177,8 +247,13 @@ class RateLimiter:
             log.warning("ratelimit.unavailable", error=type(exc).__name__, action="requests pass unlimited")
 
 
+def _lease_cap(buckets: Sequence[Bucket]) -> int:
+    smallest = min(b.limit.requests for b in buckets)
+    return max(1, min(MAX_LEASE, math.floor(smallest * LEASE_FRACTION)))
+
+
 def _verdict(buckets: Sequence[Bucket], raw: list[int]) -> Verdict:
-    allowed = raw[0] == 1
+    allowed = raw[0] > 0
     per_bucket = [
         Verdict(
             allowed=allowed,

@@ -121,7 +121,7 @@ class Authenticator:
         outcome = cached or await self._single_flight(digest, credential, fetch)
         if isinstance(outcome, Authenticated):
             return outcome
-        await self._limiter.charge([self._failure_bucket(client_ip, cost=1)])
+        await self._limiter.charge([self._failure_bucket(client_ip)])
         log.info("auth.refused", reason=outcome.reason, client_ip=client_ip)
         raise outcome
 
@@ -161,7 +161,7 @@ class Authenticator:
         return found
 
     async def _refuse_if_guessing(self, client_ip: str) -> None:
-        verdict = await self._limiter.charge([self._failure_bucket(client_ip, cost=0)])
+        verdict = await self._limiter.peek([self._failure_bucket(client_ip)])
         if verdict is not None and not verdict.allowed:
             raise errors.ResourceExhausted(
                 "too many failed authentication attempts from this address; try again later",
@@ -169,8 +169,8 @@ class Authenticator:
                 retry_after=verdict.retry_after_seconds,
             )
 
-    def _failure_bucket(self, client_ip: str, cost: int) -> Bucket:
-        return Bucket(f"authfail:{client_ip}", self._failure_limit, cost)
+    def _failure_bucket(self, client_ip: str) -> Bucket:
+        return Bucket(f"authfail:{client_ip}", self._failure_limit)
 
 
 def _digest(kind: str, credential: str) -> str:

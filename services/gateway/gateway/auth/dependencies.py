@@ -1,41 +1,43 @@
-"""FastAPI dependencies that require a principal or a scope, and document both schemes in OpenAPI.
+"""FastAPI dependencies that require a principal or a scope, and the OpenAPI description of both schemes.
 
 The middleware has already checked whatever credential came with the request; these only decide whether the
-route may run with what it found.
+route may run with what it found. They take nothing but the request: FastAPI's security classes would
+re-parse the headers and add sub-dependencies to every call on the hottest routes, so the schemes are
+described in the OpenAPI document directly (`install_security_schemes`, `SECURED`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Any
 
-from fastapi import Depends, Request
-from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 
 from gateway.auth import cookies
 from gateway.auth.authenticator import Authenticated
 from gateway.auth.middleware import authenticated
 from servicekit import errors
 
-bearer_scheme = HTTPBearer(
-    auto_error=False,
-    scheme_name="ApiKey",
-    bearerFormat="cmfy_<8 characters>_<43 characters>",
-    description="An API key created at /api/v1/api-keys, sent as `Authorization: Bearer <key>`.",
-)
-session_scheme = APIKeyCookie(
-    name=cookies.SESSION,
-    auto_error=False,
-    scheme_name="Session",
-    description="The web app's session cookie; state-changing requests also need the `X-CSRF-Token` header.",
-)
+SECURITY_SCHEMES: dict[str, Any] = {
+    "ApiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "cmfy_<8 characters>_<43 characters>",
+        "description": "An API key created at /api/v1/api-keys, sent as `Authorization: Bearer <key>`.",
+    },
+    "Session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": cookies.SESSION,
+        "description": "The web app's session cookie; state-changing requests also need `X-CSRF-Token`.",
+    },
+}
+# `openapi_extra` of a route that needs either credential.
+SECURED: dict[str, Any] = {"security": [{"ApiKey": []}, {"Session": []}]}
 
 
-async def require_principal(
-    request: Request,
-    _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    _session: Annotated[str | None, Depends(session_scheme)],
-) -> Authenticated:
+async def require_principal(request: Request) -> Authenticated:
     """The authenticated caller; anonymous requests get 401."""
     found = authenticated(request)
     if found is None:
@@ -46,10 +48,11 @@ async def require_principal(
     return found
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Authenticated]]:
-    """A dependency that also requires `scope` (sessions hold every scope)."""
+def require_scope(scope: str) -> Callable[[Request], Awaitable[Authenticated]]:
+    """A dependency that requires a caller holding `scope` (sessions hold every scope)."""
 
-    async def dependency(found: Annotated[Authenticated, Depends(require_principal)]) -> Authenticated:
+    async def dependency(request: Request) -> Authenticated:
+        found = await require_principal(request)
         if not found.principal.has_scope(scope):
             raise errors.PermissionDenied(
                 f"this credential lacks the scope '{scope}'",
@@ -59,3 +62,21 @@ def require_scope(scope: str) -> Callable[..., Awaitable[Authenticated]]:
         return found
 
     return dependency
+
+
+def install_security_schemes(app: FastAPI) -> None:
+    """Adds the two schemes to the app's OpenAPI components."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
