@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -32,7 +33,7 @@ def start_gateway(identity: tuple[FakeIdentityState, str], clean_redis: str) -> 
         extra.setdefault("redis_url", clean_redis)
         async with running_edge(gateway_settings(identity[1], **extra)) as running:
             if running.app.state.edge.redis is not None and extra["redis_url"] == clean_redis:
-                await running.app.state.edge.feed.subscribed.wait()
+                await asyncio.wait_for(running.app.state.edge.feed.subscribed.wait(), 10)
             yield running
 
     return start
