@@ -145,7 +145,7 @@ class Runner:
                 child = next(c for c in self.children if c.name == err.service)
                 self._report(child, f"was not ready after {self.config.ready_timeout_s:.0f} s")
                 return 1
-            self._banner(time.monotonic() - started, data_note)
+            self._banner(time.monotonic() - started, data_note, envs["identity"])
             winner, future = await _first(self._any_exit(), self.stopping.wait())
         if winner != 0 or self.stopping.is_set():
             return 0
@@ -179,8 +179,11 @@ class Runner:
             lines += [textwrap.indent(self.renderer.line(child.name, text), "    ") for text in child.tail]
         self.say("\n".join(lines))
 
-    def _banner(self, elapsed: float, data_note: str) -> None:
+    def _banner(self, elapsed: float, data_note: str, identity_env: dict[str, str]) -> None:
         url = self.config.gateway_url
+        # URLs from the developer's environment are referred to, not printed: they may hold passwords.
+        db = '"$DATABASE_URL"' if self.config.database_url else identity_env["DATABASE_URL"]
+        cache = '"$REDIS_URL"' if self.config.redis_url else identity_env["REDIS_URL"]
         rule = "─" * 72
         self.say(
             "\n".join(
@@ -189,6 +192,8 @@ class Runner:
                     f"  stack ready in {elapsed:.1f} s: comfy-api-service is up",
                     f"  gateway   {url}",
                     f"  API docs  {url}/docs",
+                    f"  API key   DATABASE_URL={db} REDIS_URL={cache}"
+                    " .venv/bin/python -m identity create-user --email you@example.com",
                     f"  data      {data_note}",
                     "  Ctrl-C stops the stack",
                     rule,

@@ -9,6 +9,7 @@ import sys
 import uvicorn
 
 from gateway.app import create_app
+from gateway.ratelimit import LimitSpecError, check_limits
 from gateway.settings import GatewaySettings
 from servicekit import logging
 from servicekit.settings import SettingsError, load
@@ -20,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.parse_args(argv)
     try:
         settings = load(GatewaySettings, os.environ)
-    except SettingsError as exc:
+        check_limits(settings)
+    except (SettingsError, LimitSpecError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logging.configure(settings.service_name, settings.log_level, settings.log_format)

@@ -270,6 +270,19 @@ def _verdict(buckets: Sequence[Bucket], raw: list[int]) -> Verdict:
     return min(per_bucket, key=lambda v: v.remaining / v.limit)
 
 
+def check_limits(settings: Any) -> None:
+    """Raises LimitSpecError naming the first malformed rate-limit setting, so a bad value stops the start."""
+    for name, parse in (
+        ("RATE_LIMITS", parse_plan_limits),
+        ("RATE_LIMIT_IP", Limit.parse),
+        ("RATE_LIMIT_AUTH_FAILURES", Limit.parse),
+    ):
+        try:
+            parse(getattr(settings, name.lower()))
+        except LimitSpecError as exc:
+            raise LimitSpecError(f"{name}: {exc}") from None
+
+
 def plan_limit(limits: Mapping[str, Limit], plan: str) -> Limit:
     """The limit of `plan`, or the default one for a plan the settings do not list."""
     return limits.get(plan) or limits["default"]
