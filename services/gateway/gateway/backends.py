@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -44,10 +45,9 @@ class Backends:
         """The health status of every service, `SERVING` or the reason it is not."""
 
         async def check(channel: grpc.aio.Channel) -> str:
+            stub: Any = health_pb2_grpc.HealthStub(channel)  # the typeshed stub lacks the methods
             try:
-                reply = await health_pb2_grpc.HealthStub(channel).Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=timeout
-                )
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
                 return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.aio.AioRpcError as exc:
                 return f"UNREACHABLE ({exc.code().name})"

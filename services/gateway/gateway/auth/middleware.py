@@ -132,4 +132,5 @@ def _add_headers(headers: list[tuple[bytes, bytes]], verdict: Verdict | None) ->
 
 def authenticated(request: Request) -> Authenticated | None:
     """The credential the middleware resolved for this request, if any."""
-    return request.scope.get("state", {}).get(AUTH_STATE_KEY)
+    found: Authenticated | None = request.scope.get("state", {}).get(AUTH_STATE_KEY)
+    return found

@@ -46,7 +46,7 @@ def parse(data: bytes | str) -> list[str]:
 class RevocationFeed:
     """Listens on the channel until cancelled, reconnecting after Redis errors."""
 
-    def __init__(self, redis: Redis | None, forget: Callable[[str], object], forget_all: Callable[[], None]):
+    def __init__(self, redis: Redis | None, forget: Callable[[str], int], forget_all: Callable[[], None]):
         self._redis = redis
         self._forget = forget
         self._forget_all = forget_all
@@ -107,7 +107,7 @@ class RevocationFeed:
         if not tags:
             log.warning("revocation.ignored", reason="unreadable message")
             return
-        dropped = sum(int(self._forget(tag)) for tag in tags)
+        dropped = sum(self._forget(tag) for tag in tags)
         log.info("revocation.applied", kind=tags[0].partition(":")[0], dropped=dropped)
 
 
