@@ -38,6 +38,16 @@ IMPLEMENTED = {
         "CommitUsage",
         "ReleaseUsage",
     },
+    "comfyapi.inference.v1.InferenceService": {
+        "Execute",
+        "Cancel",
+        "ValidateWorkflow",
+        "ListBackends",
+        "GetBackend",
+        "DrainBackend",
+        "UndrainBackend",
+        "ListNodeTypes",
+    },
 }
 
 
