@@ -120,14 +120,15 @@ class GrpcServer:
         failed = []
         for dependency in self.app.dependencies:
             try:
-                await asyncio.wait_for(dependency.check(), timeout=3.0)
+                async with asyncio.timeout(3.0):
+                    await dependency.check()
             except Exception as exc:
                 failed.append(dependency.name)
                 log.warning("dependency.down", dependency=dependency.name, error=repr(exc)[:300])
         return failed
 
     async def _readiness_loop(self) -> None:
-        while True:
+        while not self._stopped:
             serving = not await self.check_dependencies()
             if serving != self._serving:
                 self._serving = serving
@@ -147,7 +148,10 @@ class GrpcServer:
         await self.health.enter_graceful_shutdown()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=grace)
+            for task in stuck:
+                log.warning("server.task_stuck", task=task.get_name())
         await self.server.stop(grace)
         for close in self.app.closers:
             try:

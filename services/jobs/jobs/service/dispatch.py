@@ -80,7 +80,8 @@ class Dispatcher:
                 if claimed is None:
                     self.wake.clear()
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), self.settings.idle_poll_seconds)
+                        async with asyncio.timeout(self.settings.idle_poll_seconds):
+                            await self.wake.wait()
         finally:
             listener.cancel()
             for task in self.running.values():
