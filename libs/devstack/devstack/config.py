@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +97,10 @@ class StackConfig:
     def service_env(self, service: Service, database_url: str, redis_url: str) -> dict[str, str]:
         """The variables one service gets on top of the runner's own environment."""
         env = {
+            **local_secrets(self.state_dir),
+            "STORAGE_DIR": str(self.state_dir / "storage"),
+            "RUNTIME_DATA_DIR": str(self.state_dir / "runtime"),
+            "COOKIE_SECURE": "false",
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "SERVICE_NAME": service.name,
@@ -110,6 +117,23 @@ class StackConfig:
         if service.http_port is not None:
             env |= {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(service.http_port)}
         return env
+
+
+def local_secrets(state_dir: Path) -> dict[str, str]:
+    """Encryption keys for a local stack, made once and kept in the state folder (mode 600).
+
+    They let the token vault and webhook secrets work out of the box; a real deployment sets its own.
+    """
+    path = state_dir / "secrets.json"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        keys = {
+            name: f"v1:{base64.b64encode(os.urandom(32)).decode()}"
+            for name in ("VAULT_KEYS", "WEBHOOK_SECRET_KEYS")
+        }
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(keys))
+    return dict(json.loads(path.read_text()))
 
 
 def redact(url: str) -> str:
