@@ -29,6 +29,10 @@ IMPLEMENTED = {
         "ListJobs",
         "CancelJob",
         "WatchJob",
+        "ListWebhookDeliveries",
+        "RedeliverWebhook",
+        "GetWebhookSecret",
+        "RotateWebhookSecret",
     },
     "comfyapi.billing.v1.BillingService": {
         "ListPlans",

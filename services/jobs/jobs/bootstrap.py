@@ -15,14 +15,21 @@ from jobs.adapters.job_store import SqlJobStore
 from jobs.adapters.live_redis import RedisLive
 from jobs.adapters.preset_files import BUILTIN_DIR, PresetDirectory
 from jobs.adapters.queue_sql import SqlOutbox, SqlQueue
+from jobs.adapters.secret_cipher import AesGcmSecretCipher
 from jobs.adapters.tables import SCHEMA_NAME
+from jobs.adapters.webhook_http import HttpPoster
+from jobs.adapters.webhook_store import SqlWebhookStore
+from jobs.api.convert import render_event
 from jobs.api.servicer import registration
+from jobs.domain.effects import WEBHOOK
 from jobs.domain.jobs import RetryPolicy
+from jobs.domain.webhook_secrets import parse_key_ring
 from jobs.service.admission import Admission
 from jobs.service.dispatch import Dispatcher, DispatchSettings
 from jobs.service.jobs import Jobs
 from jobs.service.maintenance import Reaper, Relay, usage_handlers
 from jobs.service.presets import PresetService
+from jobs.service.webhooks import Sender, SenderSettings, Webhooks, WebhookSecrets
 from jobs.settings import JobsSettings
 from servicekit import db, redis
 from servicekit.channels import open_channel
@@ -46,7 +53,28 @@ async def build(settings: JobsSettings) -> ServiceApp:
     presets = PresetService(
         PresetDirectory(Path(settings.presets_dir) if settings.presets_dir else BUILTIN_DIR)
     )
-    admission = Admission(store, presets, inference, billing, live, frozenset(settings.webhook_allowed_hosts))
+    allowed_hosts = frozenset(h.lower() for h in settings.webhook_allowed_hosts)
+    ring = parse_key_ring(settings.webhook_secret_keys, settings.webhook_secret_active_key)
+    hooks_store = SqlWebhookStore(engine)
+    secrets = WebhookSecrets(hooks_store, AesGcmSecretCipher(ring) if ring else None)
+    webhooks = Webhooks(
+        hooks_store, store, render_event, allowed_hosts, settings.webhook_redeliveries_per_hour
+    )
+    poster = HttpPoster(allowed_hosts, settings.webhook_timeout_seconds)
+    sender = Sender(
+        hooks_store,
+        secrets,
+        poster,
+        webhooks.wake,
+        SenderSettings(
+            schedule=tuple(float(d) for d in settings.webhook_retry_delays),
+            concurrency=settings.webhook_concurrency,
+            hold_seconds=max(60.0, 3 * settings.webhook_timeout_seconds),
+        ),
+    )
+    admission = Admission(
+        store, presets, inference, billing, live, allowed_hosts, has_webhook_secret=secrets.configured
+    )
     jobs = Jobs(store, live, inference.cancel)
     dispatcher = Dispatcher(
         store,
@@ -60,11 +88,12 @@ async def build(settings: JobsSettings) -> ServiceApp:
             retry=RetryPolicy(max_attempts=settings.max_attempts),
         ),
     )
-    reaper, relay = Reaper(store, billing, live), Relay(SqlOutbox(engine), usage_handlers(billing))
+    reaper = Reaper(store, billing, live)
+    relay = Relay(SqlOutbox(engine), {**usage_handlers(billing), WEBHOOK: webhooks.record_event})
     return ServiceApp(
         name=settings.service_name,
-        registrations=[registration(presets, admission, jobs)],
+        registrations=[registration(presets, admission, jobs, webhooks, secrets)],
         dependencies=[db.dependency(engine), redis.dependency(cache)],
-        closers=[engine.dispose, cache.aclose, billing_channel.close, inference_channel.close],
-        background=[dispatcher.run, reaper.run, relay.run],
+        closers=[engine.dispose, cache.aclose, billing_channel.close, inference_channel.close, poster.aclose],
+        background=[dispatcher.run, reaper.run, relay.run, sender.run],
     )

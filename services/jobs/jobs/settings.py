@@ -24,3 +24,12 @@ class JobsSettings(ServiceSettings):
     lease_seconds: float = 30.0
     max_attempts: int = 3
     webhook_allowed_hosts: tuple[str, ...] = ()
+    # Sealing keys of the webhook signing secrets, `v1:<base64 of 32 bytes>,...`; without them no secret can
+    # be created, so jobs with a webhook are refused (WEBHOOK_SECRET_NOT_CONFIGURED).
+    webhook_secret_keys: tuple[str, ...] = secret(())
+    webhook_secret_active_key: str = ""
+    # Seconds to wait after each failed attempt; one more attempt than delays (8 over about 24 hours).
+    webhook_retry_delays: tuple[str, ...] = ("5", "300", "1800", "7200", "18000", "28800", "28800")
+    webhook_timeout_seconds: float = 10.0
+    webhook_concurrency: int = 8
+    webhook_redeliveries_per_hour: int = 10

@@ -30,7 +30,9 @@ async def write_outbox(connection: AsyncConnection, messages: Sequence[OutboxMes
             .values(
                 topic=message.topic,
                 key=message.key,
-                payload=message.payload,
+                payload={
+                    k: codec.to_json(v) if isinstance(v, Job) else v for k, v in message.payload.items()
+                },
                 create_time=now,
                 available_time=now,
                 attempts=0,

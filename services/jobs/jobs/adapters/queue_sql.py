@@ -13,6 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.adapters import codec
+from jobs.domain.effects import SNAPSHOT
 from jobs.domain.jobs import Job, next_sequence
 from jobs.service.ports import ExecutionSpec, Outbox, OutboxItem
 
@@ -105,6 +106,14 @@ _CLAIM_OUTBOX = text("""
 """)
 
 
+def _payload(stored: dict[str, object]) -> dict[str, object]:
+    """A stored payload with its job snapshot (see effects.SNAPSHOT) decoded back into a Job."""
+    payload = dict(stored)
+    if isinstance(snapshot := payload.get(SNAPSHOT), dict):
+        payload[SNAPSHOT] = codec.from_json(snapshot)
+    return payload
+
+
 class SqlOutbox(Outbox):
     """The outbox table; a claim hides a message from other relays until `hold_seconds` pass."""
 
@@ -127,7 +136,7 @@ class SqlOutbox(Outbox):
                     },
                 )
             ).all()
-        return [OutboxItem(r.id, r.topic, r.key, dict(r.payload), r.attempts) for r in rows]
+        return [OutboxItem(r.id, r.topic, r.key, _payload(r.payload), r.attempts) for r in rows]
 
     async def done(self, item_id: int) -> None:
         async with self.engine.begin() as connection:

@@ -7,6 +7,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Double,
     Integer,
     MetaData,
     SmallInteger,
@@ -68,4 +69,55 @@ outbox = Table(
     Column("attempts", Integer, nullable=False),
     Column("last_error", Text),
     Column("done_time", DateTime(timezone=True)),
+)
+
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("owner", Text, primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("sealed", Text, nullable=False),
+    Column("masked", Text, nullable=False),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("expire_time", DateTime(timezone=True)),
+    Column("request_id", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("job_id", UUID(as_uuid=False), nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("source_key", Text),
+    Column("redelivery_of", UUID(as_uuid=False)),
+    Column("request_id", Text, nullable=False),
+    Column("event_id", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("event_time", DateTime(timezone=True), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("url", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("http_status", Integer, nullable=False),
+    Column("latency_seconds", Double),
+    Column("response_excerpt", Text, nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("last_attempt_time", DateTime(timezone=True)),
+    Column("next_attempt_time", DateTime(timezone=True)),
+    Column("create_time", DateTime(timezone=True), nullable=False),
+    Column("update_time", DateTime(timezone=True), nullable=False),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("delivery_id", UUID(as_uuid=False), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("attempt_time", DateTime(timezone=True), nullable=False),
+    Column("http_status", Integer, nullable=False),
+    Column("latency_seconds", Double),
+    Column("response_excerpt", Text, nullable=False),
+    Column("error_message", Text, nullable=False),
 )

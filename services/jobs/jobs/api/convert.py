@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, datetime, timedelta
 
+from google.protobuf import json_format
+from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from comfyapi.jobs.v1 import job_pb2, jobs_service_pb2, preset_pb2
+from comfyapi.jobs.v1 import job_pb2, jobs_service_pb2, preset_pb2, webhook_pb2
 from jobs.api.presets import value_to_proto
 from jobs.domain.jobs import ErrorReason, Input, Job, JobState, Priority, Webhook
 from jobs.domain.presets import Value
 from jobs.domain.requests import NewJob
+from jobs.domain.webhooks import Delivery, DeliveryState, delivery_name
+from jobs.service.webhooks import SecretView
 
 STATES = {
     JobState.QUEUED: job_pb2.JOB_STATE_QUEUED,
@@ -141,4 +146,62 @@ def new_job(request: jobs_service_pb2.CreateJobRequest, owner: str) -> NewJob:
         deadline=from_timestamp(request.deadline) if request.HasField("deadline") else None,
         webhook=webhook,
         labels=dict(request.labels),
+    )
+
+
+DELIVERY_STATES = {
+    DeliveryState.PENDING: webhook_pb2.WEBHOOK_DELIVERY_STATE_PENDING,
+    DeliveryState.SUCCEEDED: webhook_pb2.WEBHOOK_DELIVERY_STATE_SUCCEEDED,
+    DeliveryState.RETRYING: webhook_pb2.WEBHOOK_DELIVERY_STATE_RETRYING,
+    DeliveryState.FAILED: webhook_pb2.WEBHOOK_DELIVERY_STATE_FAILED,
+}
+
+
+def duration(value: timedelta | None) -> Duration | None:
+    """A protobuf duration, or None to leave the field unset."""
+    if value is None:
+        return None
+    message = Duration()
+    message.FromTimedelta(value)
+    return message
+
+
+def render_event(event_id: str, event_type: str, event_time: datetime, job: Job) -> str:
+    """The body of a webhook POST: the WebhookEvent in the proto3 JSON mapping, compact."""
+    event = webhook_pb2.WebhookEvent(
+        event_id=event_id, type=event_type, create_time=timestamp(event_time), job=job_to_proto(job)
+    )
+    return json.dumps(json_format.MessageToDict(event), separators=(",", ":"), ensure_ascii=False)
+
+
+def delivery_to_proto(delivery: Delivery) -> webhook_pb2.WebhookDelivery:
+    """A delivery as clients see it: the outcome of its latest attempt."""
+    return webhook_pb2.WebhookDelivery(
+        name=delivery.name,
+        event_id=delivery.event_id,
+        event_type=delivery.event_type,
+        url=delivery.url,
+        state=DELIVERY_STATES[delivery.state],
+        attempt=delivery.attempt,
+        http_status=delivery.http_status,
+        latency=duration(delivery.latency),
+        response_excerpt=delivery.response_excerpt,
+        error_message=delivery.error_message,
+        last_attempt_time=timestamp(delivery.last_attempt_time),
+        next_attempt_time=timestamp(delivery.next_attempt_time if not delivery.state.finished else None),
+        redelivery_of=delivery_name(delivery.job_id, delivery.redelivery_of)
+        if delivery.redelivery_of
+        else "",
+        create_time=timestamp(delivery.create_time),
+        update_time=timestamp(delivery.update_time),
+    )
+
+
+def secret_to_proto(view: SecretView) -> webhook_pb2.WebhookSecret:
+    """The masked secret."""
+    return webhook_pb2.WebhookSecret(
+        masked_secret=view.masked,
+        version=view.version,
+        create_time=timestamp(view.create_time),
+        previous_secret_expire_time=timestamp(view.previous_expire_time),
     )

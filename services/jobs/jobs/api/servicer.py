@@ -10,20 +10,28 @@ import grpc
 from comfyapi.jobs.v1 import job_pb2
 from comfyapi.jobs.v1 import jobs_service_pb2 as pb
 from comfyapi.jobs.v1 import jobs_service_pb2_grpc as pb_grpc
-from jobs.api.convert import STATE_OF, from_timestamp, job_to_proto, new_job
+from jobs.api.convert import (
+    STATE_OF,
+    delivery_to_proto,
+    from_timestamp,
+    job_to_proto,
+    new_job,
+    secret_to_proto,
+)
 from jobs.api.presets import PREFIX, preset_to_proto
 from jobs.domain.ids import is_job_id
 from jobs.service.admission import Admission
 from jobs.service.jobs import Jobs, parse_label_selector
 from jobs.service.ports import JobFilter
 from jobs.service.presets import PresetService
+from jobs.service.webhooks import Webhooks, WebhookSecrets
 from servicekit import auth, errors
 from servicekit.context import Principal
-from servicekit.server import Registration, fill_unimplemented
+from servicekit.server import Registration
 
 DESCRIPTOR = pb.DESCRIPTOR.services_by_name["JobService"]
 Context = grpc.aio.ServicerContext[Any, Any]
-READ, WRITE = "jobs:read", "jobs:write"
+READ, WRITE, WEBHOOKS = "jobs:read", "jobs:write", "webhooks:manage"
 
 
 def _preset_id(name: str) -> str:
@@ -91,14 +99,41 @@ def _filter(request: pb.ListJobsRequest) -> JobFilter:
     )
 
 
-@fill_unimplemented(DESCRIPTOR, "webhook deliveries and signing secrets arrive with the webhooks work")
+def _delivery_ids(name: str) -> tuple[str, str]:
+    job_part, sep, delivery_id = name.partition("/webhookDeliveries/")
+    job_id = job_part.removeprefix("jobs/")
+    if not sep or not job_part.startswith("jobs/") or not is_job_id(job_id) or not is_job_id(delivery_id):
+        raise errors.InvalidArgument(
+            f"delivery name must look like jobs/{{job_id}}/webhookDeliveries/{{delivery_id}}, got {name!r}",
+            reason="NAME_INVALID",
+            violations=(errors.FieldViolation("name", "expected jobs/{job_id}/webhookDeliveries/{id}"),),
+        )
+    return job_id, delivery_id
+
+
+def _account_owner() -> str:
+    """The user whose webhook secret is managed; services have no account of their own."""
+    caller = auth.require_user()
+    auth.require_scope(caller, WEBHOOKS)
+    return caller.subject
+
+
 class JobServiceServicer(pb_grpc.JobServiceServicer):
     """Answers the JobService contract."""
 
-    def __init__(self, presets: PresetService, admission: Admission, jobs: Jobs) -> None:
+    def __init__(
+        self,
+        presets: PresetService,
+        admission: Admission,
+        jobs: Jobs,
+        webhooks: Webhooks,
+        secrets: WebhookSecrets,
+    ) -> None:
         self.presets = presets
         self.admission = admission
         self.jobs = jobs
+        self.webhooks = webhooks
+        self.secrets = secrets
 
     async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
         job = await self.admission.create(new_job(request, _owner_of_new_job(request.owner)))
@@ -139,9 +174,49 @@ class JobServiceServicer(pb_grpc.JobServiceServicer):
         page, next_token = self.presets.list(request.page_size, request.page_token)
         return pb.ListPresetsResponse(presets=[preset_to_proto(p) for p in page], next_page_token=next_token)
 
+    async def ListWebhookDeliveries(
+        self, request: pb.ListWebhookDeliveriesRequest, context: Context
+    ) -> pb.ListWebhookDeliveriesResponse:
+        owner = _caller(READ).subject
+        page, token = await self.webhooks.list(
+            owner, _job_id(request.parent), request.page_size, request.page_token
+        )
+        return pb.ListWebhookDeliveriesResponse(
+            deliveries=[delivery_to_proto(d) for d in page], next_page_token=token
+        )
 
-def registration(presets: PresetService, admission: Admission, jobs: Jobs) -> Registration:
+    async def RedeliverWebhook(
+        self, request: pb.RedeliverWebhookRequest, context: Context
+    ) -> pb.RedeliverWebhookResponse:
+        owner = _caller(WRITE).subject
+        job_id, delivery_id = _delivery_ids(request.name)
+        delivery = await self.webhooks.redeliver(owner, job_id, delivery_id, request.request_id)
+        return pb.RedeliverWebhookResponse(delivery=delivery_to_proto(delivery))
+
+    async def GetWebhookSecret(
+        self, request: pb.GetWebhookSecretRequest, context: Context
+    ) -> pb.GetWebhookSecretResponse:
+        return pb.GetWebhookSecretResponse(secret=secret_to_proto(await self.secrets.get(_account_owner())))
+
+    async def RotateWebhookSecret(
+        self, request: pb.RotateWebhookSecretRequest, context: Context
+    ) -> pb.RotateWebhookSecretResponse:
+        owner = _account_owner()
+        grace = (
+            request.previous_secret_grace_period.ToTimedelta()
+            if request.HasField("previous_secret_grace_period")
+            else None
+        )
+        view, plaintext = await self.secrets.rotate(owner, request.request_id, grace)
+        return pb.RotateWebhookSecretResponse(secret=secret_to_proto(view), plaintext_secret=plaintext)
+
+
+def registration(
+    presets: PresetService, admission: Admission, jobs: Jobs, webhooks: Webhooks, secrets: WebhookSecrets
+) -> Registration:
     """The servicer with the generated function that mounts it on a server."""
     return Registration(
-        DESCRIPTOR, JobServiceServicer(presets, admission, jobs), pb_grpc.add_JobServiceServicer_to_server
+        DESCRIPTOR,
+        JobServiceServicer(presets, admission, jobs, webhooks, secrets),
+        pb_grpc.add_JobServiceServicer_to_server,
     )

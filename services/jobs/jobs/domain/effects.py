@@ -7,6 +7,7 @@ that crashes after sending, never charges or notifies twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from jobs.domain.jobs import Job, JobState
@@ -22,6 +23,8 @@ TERMINAL_EVENTS = {
     JobState.EXPIRED: "job.expired",
 }
 PROGRESS_EVENT = "job.progress"
+PROGRESS_INTERVAL = timedelta(seconds=5)
+SNAPSHOT = "snapshot"  # the payload entry holding a Job, stored in the outbox with the job codec
 EVENT_TYPES = frozenset({*TERMINAL_EVENTS.values(), PROGRESS_EVENT})
 
 
@@ -49,3 +52,12 @@ def on_finish(job: Job) -> list[OutboxMessage]:
     if wants(job, event):
         messages.append(OutboxMessage(WEBHOOK, f"{job.id}:{event}", {"job_id": job.id, "event": event}))
     return messages
+
+
+def on_progress(job: Job) -> OutboxMessage:
+    """A `job.progress` event with the job as it is now (rendered later, when the job has moved on)."""
+    return OutboxMessage(
+        WEBHOOK,
+        f"{job.id}:{PROGRESS_EVENT}:{job.sequence}",
+        {"job_id": job.id, "event": PROGRESS_EVENT, SNAPSHOT: job},
+    )

@@ -7,7 +7,7 @@ removes. So a reservation never outlives its job, and no job runs unpaid.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -40,6 +40,7 @@ class Admission:
         notifier: Notifier,
         webhook_hosts: frozenset[str] = frozenset(),
         clock: Callable[[], datetime] = _now,
+        has_webhook_secret: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.store = store
         self.presets = presets
@@ -48,11 +49,13 @@ class Admission:
         self.notifier = notifier
         self.webhook_hosts = webhook_hosts
         self.clock = clock
+        self.has_webhook_secret = has_webhook_secret
 
     async def create(self, request: NewJob) -> Job:
         """The new job, or the original one for a replayed idempotency key."""
         now = self.clock()
         requests.check(request, now, self.webhook_hosts)
+        await self._check_webhook_secret(request)
         fingerprint = request.fingerprint()
         if request.request_id and (earlier := await self._replay(request, fingerprint)) is not None:
             return earlier
@@ -80,6 +83,17 @@ class Admission:
                 )
             return earlier
         return await self._admit(job)
+
+    async def _check_webhook_secret(self, request: NewJob) -> None:
+        """A webhook that could not be signed is refused up front rather than failing every delivery."""
+        if request.webhook is None or self.has_webhook_secret is None:
+            return
+        if not await self.has_webhook_secret(request.owner):
+            raise errors.FailedPrecondition(
+                "the account has no webhook signing secret; create one with RotateWebhookSecret",
+                reason="WEBHOOK_SECRET_NOT_CONFIGURED",
+                metadata={"owner": request.owner},
+            )
 
     async def _replay(self, request: NewJob, fingerprint: str) -> Job | None:
         found = await self.store.find_by_request(request.owner, request.request_id)

@@ -141,6 +141,7 @@ class Attempt:
         self.outputs: list[Artifact] = []
         self.cancel_seen = job.cancel_requested
         self.persisted_at = 0.0
+        self.progress_sent_at: datetime | None = None
 
     async def keep_lease(self, runner: asyncio.Task[None]) -> None:
         """Renews the lease; stops the attempt when the lease is lost, interrupts it when a cancel arrives."""
@@ -227,10 +228,22 @@ class Attempt:
         return current is not None and current.cancel_requested
 
     async def _persist_progress(self) -> None:
-        if time.monotonic() - self.persisted_at < self.d.settings.progress_persist_seconds:
+        event = self._progress_event()
+        if event is None and time.monotonic() - self.persisted_at < self.d.settings.progress_persist_seconds:
             return
         self.persisted_at = time.monotonic()
-        await self.d.store.save(self.job, JobState.RUNNING, worker=self.d.settings.worker)
+        messages = [event] if event is not None else []
+        await self.d.store.save(self.job, JobState.RUNNING, messages, worker=self.d.settings.worker)
+
+    def _progress_event(self) -> effects.OutboxMessage | None:
+        """A `job.progress` webhook, if subscribed and none went out in the last 5 seconds of this attempt."""
+        now = self.d.clock()
+        if not effects.wants(self.job, effects.PROGRESS_EVENT):
+            return None
+        if self.progress_sent_at is not None and now - self.progress_sent_at < effects.PROGRESS_INTERVAL:
+            return None
+        self.progress_sent_at = now
+        return effects.on_progress(self.job)
 
     async def fail(self, error: JobError) -> None:
         """Records a failed attempt: queued again with backoff if it may be retried, else FAILED."""
