@@ -126,9 +126,8 @@ class ComfyUIBackend:
             # Per-prompt preview method (protocol notes 12.3): stock servers send none unless asked.
             "extra_data": {"preview_method": "auto" if previews else "none"},
         }
-        submission = await self.http.submit(payload)
-        self._schedule_queue_refresh()
-        return submission
+        # The two status frames that follow an accepted prompt trigger the queue-position refresh.
+        return await self.http.submit(payload)
 
     async def locate(self, prompt_id: str) -> tuple[str, int | None, list[p.PromptEvent]]:
         """Where the prompt is: ("running"|"pending"|"finished"|"unknown", queue position, history events)."""
