@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from inference.adapters import images
@@ -64,7 +65,7 @@ def build_storage(settings: InferenceSettings) -> Storage:
 
 async def build(settings: InferenceSettings) -> ServiceApp:
     """Wires the service for `settings`."""
-    closers = []
+    closers: list[Callable[[], Awaitable[object]]] = []
     kind = Kind.COMFYUI
     urls = parse_backend_urls(settings.comfyui_urls)
     if not urls:

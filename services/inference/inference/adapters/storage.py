@@ -91,8 +91,8 @@ class S3Storage:
         cls, bucket: str, endpoint_url: str = "", region: str = "", access_key: str = "", secret_key: str = ""
     ) -> S3Storage:
         """A storage on `bucket`; empty arguments fall back to boto3's own configuration chain."""
-        import boto3
-        from botocore.config import Config
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
 
         client = boto3.client(
             "s3",
@@ -106,7 +106,7 @@ class S3Storage:
 
     async def get(self, key: str) -> bytes:
         """The object's bytes; NOT_FOUND reason INPUT_NOT_FOUND when absent."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
         check_key(key)
 
@@ -128,7 +128,7 @@ class S3Storage:
 
     async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         """Writes (or overwrites) the object."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
 
         check_key(key)
         digest = hashlib.sha256(data).hexdigest()
