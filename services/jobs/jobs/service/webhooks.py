@@ -203,7 +203,9 @@ class Webhooks:
         snapshot = item.payload.get(SNAPSHOT)
         job = snapshot if isinstance(snapshot, Job) else await self.jobs.get(None, job_id)
         if job is None or job.webhook is None:
-            log.warning("webhook.event_dropped", job=f"jobs/{job_id}", event=event_type, why="no webhook")
+            log.warning(
+                "webhook.event_dropped", job=f"jobs/{job_id}", event_type=event_type, why="no webhook"
+            )
             return
         event_id = "evt_" + uuid7().replace("-", "")
         delivery = Delivery(
