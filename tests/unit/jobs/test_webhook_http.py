@@ -8,6 +8,7 @@ differently between two lookups, which is exactly the rebinding case the sender 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ PUBLIC = ipaddress.ip_address("93.184.216.34")
 class Server:
     port: int
     hosts: list[str] = field(default_factory=list)
+    authorizations: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
 
 
@@ -35,6 +37,7 @@ SERVER = web.AppKey("server", Server)
 async def hook(request: web.Request) -> web.StreamResponse:
     server = request.app[SERVER]
     server.hosts.append(request.headers["Host"])
+    server.authorizations.append(request.headers.get("Authorization", ""))
     server.bodies.append(await request.read())
     if request.path == "/moved":
         raise web.HTTPFound("http://127.0.0.1:1/elsewhere")
@@ -72,12 +75,14 @@ async def test_the_request_goes_to_the_checked_address_with_the_original_host(se
     resolver = Resolver([LOOPBACK], [PUBLIC])  # a second lookup would answer elsewhere
     poster = HttpPoster(frozenset({"hooks.test"}), timeout_seconds=2, resolver=resolver)
     try:
-        outcome = await poster.post(f"http://hooks.test:{server.port}/in?x=1", {"webhook-id": "evt"}, b"{}")
+        url = f"http://dev:pw@hooks.test:{server.port}/in?x=1"
+        outcome = await poster.post(url, {"webhook-id": "evt"}, b"{}")
     finally:
         await poster.aclose()
     assert resolver.lookups == 1
     assert server.hosts == [f"hooks.test:{server.port}"]
     assert server.bodies == [b"{}"]
+    assert server.authorizations == ["Basic " + base64.b64encode(b"dev:pw").decode()]
     assert outcome.http_status == 202
     assert outcome.succeeded
     assert outcome.latency is not None

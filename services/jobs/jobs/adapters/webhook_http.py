@@ -38,9 +38,11 @@ async def resolve(host: str, port: int) -> list[Address]:
 
 
 def _pinned(url: str, address: Address) -> str:
+    """`url` aimed at `address`, keeping any user info (httpx turns it into Basic credentials)."""
     parts = urlsplit(url)
+    userinfo, at, _ = parts.netloc.rpartition("@")
     host = f"[{address}]" if address.version == 6 else str(address)
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    netloc = f"{userinfo}{at}{host}:{parts.port}" if parts.port else f"{userinfo}{at}{host}"
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
 
 
@@ -95,7 +97,8 @@ class HttpPoster:
             for address in addresses:
                 if reason := forbidden_address(address):
                     return Outcome(error_message=f"refused: {host} resolves to {reason}", refused=True)
-        return await self._send(url, addresses[0], parts.netloc.rpartition("@")[2], host, headers, body)
+        address = min(addresses, key=lambda a: a.version)  # IPv4 first: IPv6 is often unrouted in pods
+        return await self._send(url, address, parts.netloc.rpartition("@")[2], host, headers, body)
 
     async def _send(
         self, url: str, address: Address, netloc: str, host: str, headers: Mapping[str, str], body: bytes
