@@ -61,6 +61,7 @@ class Receiver:
     port: int
     script: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    gate: asyncio.Event = field(default_factory=asyncio.Event)  # cleared: requests wait before answering
 
     @property
     def url(self) -> str:
@@ -70,6 +71,7 @@ class Receiver:
         body = await request.text()
         self.received.append(Received({k.lower(): v for k, v in request.headers.items()}, body))
         answer = self.script.pop(0) if self.script else 200
+        await self.gate.wait()
         return web.Response(status=answer, text=f"answered {answer} " + "x" * 2000)
 
     def of_job(self, job_name: str) -> list[Received]:
@@ -87,6 +89,7 @@ class Hooks:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     hooks = Receiver(free_port())
+    hooks.gate.set()
     app = web.Application()
     app.router.add_post("/hook", hooks.handle)
     runner = web.AppRunner(app)
@@ -264,12 +267,13 @@ async def test_a_redelivery_is_a_new_delivery_of_the_same_event(hooks: Hooks) ->
     assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert status.from_rpc_error(raised.value).reason == "IDEMPOTENCY_KEY_REUSED"
 
-    hooks.receiver.script[:] = [500] * 10  # keeps the next redelivery retrying for a while
+    hooks.receiver.gate.clear()  # the receiver holds the next request, so its delivery stays in progress
     busy = await hooks.jobs.RedeliverWebhook(pb.RedeliverWebhookRequest(name=original.name), metadata=user())
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await hooks.jobs.RedeliverWebhook(
             pb.RedeliverWebhookRequest(name=busy.delivery.name), metadata=user()
         )
+    hooks.receiver.gate.set()
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert status.from_rpc_error(raised.value).reason == "WEBHOOK_DELIVERY_IN_PROGRESS"
 
