@@ -24,8 +24,13 @@ from comfyapi.billing.v1 import billing_service_pb2_grpc as billing_grpc
 from comfyapi.jobs.v1 import job_pb2, webhook_pb2
 from comfyapi.jobs.v1 import jobs_service_pb2 as pb
 from comfyapi.jobs.v1 import jobs_service_pb2_grpc as pb_grpc
+from jobs.adapters.job_store import SqlJobStore
 from jobs.adapters.tables import SCHEMA_NAME
 from jobs.adapters.webhook_store import SqlWebhookStore
+from jobs.api.convert import render_event
+from jobs.domain.effects import WEBHOOK
+from jobs.service.ports import OutboxItem
+from jobs.service.webhooks import Webhooks
 from servicekit import db, status
 from tests.grpc.jobs.conftest import QUOTA, JobsHarness, as_user
 from tests.grpc.jobs.test_lifecycle import TERMINAL, create_request, wait_for_state
@@ -459,3 +464,17 @@ async def test_without_sealing_keys_no_secret_can_be_created(harness: JobsHarnes
     error = status.from_rpc_error(raised.value)
     assert error.reason == "WEBHOOK_SECRET_KEYS_NOT_CONFIGURED"
     assert "WEBHOOK_SECRET_KEYS" in error.message
+
+
+async def test_an_event_handed_over_again_after_a_crash_stays_one_delivery(hooks: Hooks) -> None:
+    await rotate(hooks)
+    job = await run_job(hooks, hooks.receiver.url)
+    [delivery] = await settled(hooks, job.name)
+    # A relay that died after creating the delivery but before marking its message done hands it over again.
+    job_id = job.name.removeprefix("jobs/")
+    again = OutboxItem(0, WEBHOOK, f"{job_id}:job.succeeded", {"job_id": job_id, "event": "job.succeeded"}, 2)
+    webhooks = Webhooks(hooks.store, SqlJobStore(hooks.store.engine), render_event)
+    await webhooks.record_event(again)
+    await webhooks.record_event(again)
+    assert [d.name for d in await deliveries(hooks, job.name)] == [delivery.name]
+    assert len(hooks.receiver.of_job(job.name)) == 1
