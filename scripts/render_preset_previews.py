@@ -61,8 +61,11 @@ def main() -> int:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with tempfile.TemporaryDirectory() as data_dir:
-        runtime = subprocess.Popen([sys.executable, "-m", "inference.runtime", "--port", str(port),
-                                    "--data-dir", data_dir], stdout=subprocess.PIPE, text=True)
+        runtime = subprocess.Popen(
+            [sys.executable, "-m", "inference.runtime", "--port", str(port), "--data-dir", data_dir],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
             assert runtime.stdout is not None
             runtime.stdout.readline()  # the runtime.ready line
