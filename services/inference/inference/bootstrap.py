@@ -14,7 +14,6 @@ from inference.adapters import images
 from inference.adapters.comfyui.backend import ComfyUIBackend, Tuning
 from inference.adapters.drains import MemoryDrains, RedisDrains
 from inference.adapters.local_runtime import LocalRuntime
-from inference.adapters.storage import LocalStorage, S3Storage
 from inference.api.servicer import registration
 from inference.domain.backends import BackendState, Kind
 from inference.service.backends import Backends
@@ -26,6 +25,7 @@ from inference.service.validation import Validator
 from inference.settings import InferenceSettings
 from servicekit import redis
 from servicekit.server import Dependency, ServiceApp
+from servicekit.storage import LocalStorage, S3Storage
 
 STATE_DIR = Path(".state") / "inference"
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from inference.adapters.storage import LocalStorage, S3Storage
 from servicekit import errors
+from servicekit.storage import LocalStorage, S3Storage
 
 
 @pytest.fixture(scope="module")

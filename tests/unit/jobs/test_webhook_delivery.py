@@ -15,8 +15,8 @@ from jobs.domain.webhooks import (
     Outcome,
     after_attempt,
     excerpt,
-    forbidden_address,
 )
+from servicekit.netguard import forbidden_address
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

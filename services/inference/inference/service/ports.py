@@ -9,16 +9,7 @@ from typing import Any, Protocol
 from inference.domain import prompts as p
 from inference.domain.catalog import Catalog
 from inference.domain.violations import Violation
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """An object written to storage."""
-
-    key: str
-    uri: str
-    size: int
-    sha256: str
+from servicekit.storage import StoredObject
 
 
 @dataclass(frozen=True)

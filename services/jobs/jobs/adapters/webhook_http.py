@@ -9,41 +9,17 @@ TLS connection must never serve another host name), and only the first 1,024 byt
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-from jobs.domain.requests import forbidden_target
-from jobs.domain.webhooks import EXCERPT_BYTES, Outcome, excerpt, forbidden_address
+from jobs.domain.webhooks import EXCERPT_BYTES, Outcome, excerpt
+from servicekit.netguard import Address, forbidden_address, forbidden_target, pinned, preferred, resolve
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[Address]]]
-
-
-async def resolve(host: str, port: int) -> list[Address]:
-    """Every address `host` resolves to, through the system resolver."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    addresses: list[Address] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
-        if address not in addresses:
-            addresses.append(address)
-    return addresses
-
-
-def _pinned(url: str, address: Address) -> str:
-    """`url` aimed at `address`, keeping any user info (httpx turns it into Basic credentials)."""
-    parts = urlsplit(url)
-    userinfo, at, _ = parts.netloc.rpartition("@")
-    host = f"[{address}]" if address.version == 6 else str(address)
-    netloc = f"{userinfo}{at}{host}:{parts.port}" if parts.port else f"{userinfo}{at}{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
 
 
 def _describe(exc: httpx.HTTPError, timeout: httpx.Timeout) -> str:
@@ -97,7 +73,7 @@ class HttpPoster:
             for address in addresses:
                 if reason := forbidden_address(address):
                     return Outcome(error_message=f"refused: {host} resolves to {reason}", refused=True)
-        address = min(addresses, key=lambda a: a.version)  # IPv4 first: IPv6 is often unrouted in pods
+        address = preferred(addresses)
         return await self._send(url, address, parts.netloc.rpartition("@")[2], host, headers, body)
 
     async def _send(
@@ -105,7 +81,7 @@ class HttpPoster:
     ) -> Outcome:
         request = self.client.build_request(
             "POST",
-            _pinned(url, address),
+            pinned(url, address),
             headers={**headers, "host": netloc},
             content=body,
             extensions={"sni_hostname": host} if url.startswith("https:") else {},

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from jobs.domain.effects import EVENT_TYPES
 from jobs.domain.jobs import Input, Priority, Webhook
 from jobs.domain.presets import Value
 from servicekit import errors
+from servicekit.netguard import forbidden_target
 
 MAX_INPUTS = 16
 MAX_LABELS = 32
@@ -96,22 +95,3 @@ def check_webhook(webhook: Webhook, allowed_hosts: frozenset[str]) -> None:
     forbidden = forbidden_target(webhook.url, allowed_hosts)
     if forbidden:
         raise _invalid("WEBHOOK_URL_FORBIDDEN", "webhook.url", forbidden)
-
-
-def forbidden_target(url: str, allowed_hosts: frozenset[str]) -> str:
-    """Why `url` may not be called from inside the platform, or an empty string when it may."""
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("http", "https") or not host:
-        return "use an absolute https URL"
-    if host in allowed_hosts:
-        return ""
-    if parts.scheme != "https":
-        return "use https (plain http only for allow-listed hosts)"
-    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")):
-        return f"{host} is an internal host name"
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return ""  # a name; its addresses are checked again when delivering
-    return "" if address.is_global else f"{host} is not a public address"

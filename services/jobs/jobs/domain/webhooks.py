@@ -8,7 +8,6 @@ ends within about 24 hours; a 410 Gone or a forbidden target ends it at once.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -131,28 +130,3 @@ def after_attempt(
 def excerpt(body: bytes) -> str:
     """The first 1,024 bytes of a response body as text, with replacement characters."""
     return body[:EXCERPT_BYTES].decode("utf-8", errors="replace")
-
-
-def forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """Why a webhook may not be sent to `address`, or an empty string when it may.
-
-    IPv4 addresses embedded in IPv6 (mapped, 6to4, Teredo, NAT64-free forms) are judged as the IPv4 address
-    they reach.
-    """
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo[1] if address.teredo else None)
-        if embedded is not None:
-            reason = forbidden_address(embedded)
-            return f"{address} embeds {reason}" if reason else ""
-    kinds = (
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("private", address.is_private),
-        ("multicast", address.is_multicast),
-        ("reserved", address.is_reserved),
-        ("unspecified", address.is_unspecified),
-    )
-    for kind, matches in kinds:
-        if matches:
-            return f"{address} is a {kind} address"
-    return "" if address.is_global else f"{address} is not a public address"

@@ -20,7 +20,7 @@ from jobs.domain import webhook_secrets as secrets
 from jobs.domain.effects import SNAPSHOT
 from jobs.domain.ids import uuid7
 from jobs.domain.jobs import Job
-from jobs.domain.requests import REQUEST_ID, forbidden_target
+from jobs.domain.requests import REQUEST_ID
 from jobs.domain.webhook_secrets import SecretVersion
 from jobs.domain.webhooks import (
     DEFAULT_SCHEDULE,
@@ -35,6 +35,7 @@ from jobs.service.ports import JobStore, OutboxItem
 from jobs.service.webhook_ports import DeliveryCursor, EventRenderer, Poster, SecretCipher, WebhookStore
 from servicekit import errors
 from servicekit.logging import get_logger
+from servicekit.netguard import forbidden_target
 
 log = get_logger("jobs.webhooks")
 DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE = 50, 100

@@ -1,16 +1,38 @@
-"""Object storage for inputs and outputs: a local directory by default, any S3-compatible store via boto3."""
+"""Object storage for inputs and outputs: a local directory by default, any S3-compatible store via boto3.
+
+Shared by every service that moves images: inference writes outputs and reads inputs, the gateway stores
+uploads and hands out short-lived download links. S3 links are presigned GETs; a local directory has no
+server of its own, so its links point at the gateway, signed with `LinkSigner` (HMAC-SHA256 over the key and
+the expiry time).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
+import mimetypes
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from inference.service.ports import StoredObject
 from servicekit import errors
 
-CONTENT_TYPE_SUFFIX = ".content-type"
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object written to storage."""
+
+    key: str
+    uri: str
+    size: int
+    sha256: str
+
+
+def content_type_of(key: str) -> str:
+    """The MIME type a key's file name suggests; `application/octet-stream` when it suggests none."""
+    guessed, _ = mimetypes.guess_type(PurePosixPath(key).name)
+    return guessed or "application/octet-stream"
 
 
 def check_key(key: str) -> str:
@@ -45,12 +67,22 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def _path(self, key: str) -> Path:
+    def path(self, key: str) -> Path:
+        """The file holding `key` (which may not exist); INVALID_ARGUMENT for an unsafe key."""
         return self.root / check_key(key)
+
+    async def exists(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+        return await asyncio.to_thread(self.path(key).is_file)
+
+    def presigned_get(self, key: str, expires_in: int, filename: str = "") -> str | None:
+        """None: a local directory has no server, so the caller signs a link to its own route instead."""
+        check_key(key)
+        return None
 
     async def get(self, key: str) -> bytes:
         """The object's bytes; NOT_FOUND reason INPUT_NOT_FOUND when absent."""
-        path = self._path(key)
+        path = self.path(key)
         try:
             return await asyncio.to_thread(path.read_bytes)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -60,7 +92,7 @@ class LocalStorage:
 
     async def put(self, key: str, data: bytes, content_type: str) -> StoredObject:
         """Writes (or overwrites) the object atomically."""
-        path = self._path(key)
+        path = self.path(key)
 
         def write() -> None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +177,53 @@ class S3Storage:
             raise _unavailable("write", exc) from None
         return StoredObject(key, f"s3://{self.bucket}/{key}", len(data), digest)
 
+    async def exists(self, key: str) -> bool:
+        """Whether an object is stored under `key`."""
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+        check_key(key)
+        try:
+            await asyncio.to_thread(self.client.head_object, Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return False
+            raise _unavailable("stat", exc) from None
+        except BotoCoreError as exc:
+            raise _unavailable("stat", exc) from None
+        return True
+
+    def presigned_get(self, key: str, expires_in: int, filename: str = "") -> str | None:
+        """A presigned GET URL valid for `expires_in` seconds (computed locally, no request is made)."""
+        params: dict[str, str] = {"Bucket": self.bucket, "Key": check_key(key)}
+        if filename:
+            params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+        url: str = self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+        return url
+
     async def check(self) -> None:
         """Raises when the bucket cannot be reached."""
         await asyncio.to_thread(self.client.head_bucket, Bucket=self.bucket)
+
+
+class LinkSigner:
+    """Signs and verifies download links of a local directory: HMAC-SHA256 over the key and expiry.
+
+    The signature binds the exact key and the expiry second, so a link cannot be stretched in time or pointed
+    at another object; verification compares in constant time.
+    """
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("a link signing key needs at least 16 bytes")
+        self._secret = secret
+
+    def sign(self, key: str, expires: int) -> str:
+        """The hex signature of `key` valid until the Unix time `expires`."""
+        message = f"GET\n{key}\n{expires}".encode()
+        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+
+    def verify(self, key: str, expires: int, signature: str, now: float) -> bool:
+        """Whether `signature` is this signer's for `key` and `expires`, and `expires` is not past."""
+        expected = self.sign(key, expires)
+        valid = hmac.compare_digest(expected.encode(), signature.encode("ascii", "replace"))
+        return valid and now <= expires
