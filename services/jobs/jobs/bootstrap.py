@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 from jobs.adapters.billing_grpc import GrpcBilling
@@ -88,7 +89,9 @@ async def build(settings: JobsSettings) -> ServiceApp:
             retry=RetryPolicy(max_attempts=settings.max_attempts),
         ),
     )
-    reaper = Reaper(store, billing, live)
+    reaper = Reaper(
+        store, billing, live, abandoned_after=timedelta(seconds=settings.admission_abandon_seconds)
+    )
     relay = Relay(SqlOutbox(engine), {**usage_handlers(billing), WEBHOOK: webhooks.record_event})
     return ServiceApp(
         name=settings.service_name,

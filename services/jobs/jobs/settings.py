@@ -23,6 +23,9 @@ class JobsSettings(ServiceSettings):
     max_running_per_owner: int = 2
     lease_seconds: float = 30.0
     max_attempts: int = 3
+    # An admission still unfinished after this long was left by a crashed replica: its reservation is
+    # released and the row removed. Longer than any admission takes (a retry with the key resumes it before).
+    admission_abandon_seconds: float = 120.0
     webhook_allowed_hosts: tuple[str, ...] = ()
     # Sealing keys of the webhook signing secrets, `v1:<base64 of 32 bytes>,...`; without them no secret can
     # be created, so jobs with a webhook are refused (WEBHOOK_SECRET_NOT_CONFIGURED).

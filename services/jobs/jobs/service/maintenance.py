@@ -31,12 +31,18 @@ class Reaper:
     """Ends queued jobs past their deadline and removes admissions a crashed replica left behind."""
 
     def __init__(
-        self, store: JobStore, billing: Billing, notifier: Notifier, clock: Callable[[], datetime] = _now
+        self,
+        store: JobStore,
+        billing: Billing,
+        notifier: Notifier,
+        clock: Callable[[], datetime] = _now,
+        abandoned_after: timedelta = ABANDONED_AFTER,
     ) -> None:
         self.store = store
         self.billing = billing
         self.notifier = notifier
         self.clock = clock
+        self.abandoned_after = abandoned_after
 
     async def sweep(self) -> int:
         """One pass; returns how many jobs it changed."""
@@ -49,7 +55,7 @@ class Reaper:
                 log.info("job.expired", job=job.name)
                 await self.notifier.publish(expired)
                 changed += 1
-        for job in await self.store.stale_admissions(now - ABANDONED_AFTER, limit=100):
+        for job in await self.store.stale_admissions(now - self.abandoned_after, limit=100):
             with contextlib.suppress(errors.NotFound):  # the replica died before reserving
                 await self.billing.release(job.owner, job.name)
             await self.store.discard(job.id)
