@@ -47,6 +47,10 @@ _TURN = text("""
     ON CONFLICT (owner) DO UPDATE SET last_dispatch_time = excluded.last_dispatch_time
 """)
 
+_RELEASE = text("""
+    UPDATE jobs SET lease_expires = :now WHERE state = 'running' AND lease_owner = :worker
+""")
+
 _RENEW = text("""
     UPDATE jobs SET lease_expires = :until
     WHERE id = :id AND state = 'running' AND lease_owner = :worker
@@ -90,6 +94,11 @@ class SqlQueue:
                     return None
                 await connection.execute(_TURN, {"owner": row.owner, "now": now})
         return codec.from_row(row), _spec(row)
+
+    async def release_leases(self, worker: str) -> None:
+        """Lets other replicas take this worker's running jobs over at once (on a graceful stop)."""
+        async with self.engine.begin() as connection:
+            await connection.execute(_RELEASE, {"worker": worker, "now": datetime.now(UTC)})
 
     async def renew(self, job_id: str, worker: str, lease_seconds: float) -> bool | None:
         until = datetime.now(UTC) + timedelta(seconds=lease_seconds)

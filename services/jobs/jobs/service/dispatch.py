@@ -87,6 +87,8 @@ class Dispatcher:
             for task in self.running.values():
                 task.cancel()
             await asyncio.gather(listener, *self.running.values(), return_exceptions=True)
+            with contextlib.suppress(Exception):  # at worst the leases simply run out
+                await self.store.release_leases(self.settings.worker)
 
     async def _listen(self) -> None:
         async for _ in self.notifier.queued_signals():

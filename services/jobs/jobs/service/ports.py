@@ -75,6 +75,10 @@ class JobStore(Protocol):
         """The next job to run (queued, or running under an expired lease), now leased to `worker`."""
         ...
 
+    async def release_leases(self, worker: str) -> None:
+        """Ends every lease `worker` holds, so another replica re-attaches to its executions now."""
+        ...
+
     async def renew(self, job_id: str, worker: str, lease_seconds: float) -> bool | None:
         """Extends the lease; None when it was lost, else whether a cancel was requested meanwhile."""
         ...
