@@ -1,8 +1,11 @@
-"""A TCP relay on loopback that can hold back one direction, to open a crash window at an exact step.
+"""A TCP relay on loopback for gRPC (HTTP/2) that can hold back a server's answers, to open a crash window
+at an exact step.
 
-Put between a client and its server, it forwards bytes both ways; after `hold_replies()` it keeps whatever
-the server sends (it still reaches the relay, so the server believes its answer left) until `release()`.
-A test can so let a server finish a request while the client never learns of it, then kill the client.
+Put between a client and its server, it forwards bytes both ways. After `hold_replies()` it keeps the first
+answer frame (HEADERS or DATA on a request stream) the server sends, and everything after it, until
+`release()`; connection upkeep (SETTINGS, PING, WINDOW_UPDATE) before that still flows, so the connection
+stays healthy. The server believes its answer left; a test can so let a server finish a request while the
+client never learns of it, then kill the client.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ from contextlib import asynccontextmanager
 
 from tests.support.infra import free_port
 
+FRAME_HEADER = 9  # length (3 bytes), type, flags, stream id (4 bytes)
+ANSWER_FRAMES = {0x0, 0x1}  # DATA, HEADERS
+
 
 class TcpProxy:
-    """Forwards 127.0.0.1:`port` to `target`; replies can be held back."""
+    """Forwards 127.0.0.1:`port` to `target_port`; answers can be held back."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = free_port()
         self.replies_open = asyncio.Event()
         self.replies_open.set()
-        self.held_bytes = 0
+        self.held_frames = 0
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -57,8 +63,8 @@ class TcpProxy:
             client_writer.close()
             return
         pumps = [
-            asyncio.create_task(self._pump(client_reader, server_writer, hold=False)),
-            asyncio.create_task(self._pump(server_reader, client_writer, hold=True)),
+            asyncio.create_task(self._requests(client_reader, server_writer)),
+            asyncio.create_task(self._replies(server_reader, client_writer)),
         ]
         self._tasks.update(pumps)
         try:
@@ -70,12 +76,27 @@ class TcpProxy:
             for writer in (client_writer, server_writer):
                 writer.close()
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, hold: bool) -> None:
+    @staticmethod
+    async def _requests(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
-            if hold and not self.replies_open.is_set():
-                self.held_bytes += len(data)
-                await self.replies_open.wait()
             writer.write(data)
+            await writer.drain()
+
+    async def _replies(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Forwards the server's HTTP/2 frames whole, stopping at the first answer frame while held."""
+        buffer = b""
+        while data := await reader.read(65536):
+            buffer += data
+            while len(buffer) >= FRAME_HEADER:
+                end = FRAME_HEADER + int.from_bytes(buffer[:3], "big")
+                if len(buffer) < end:
+                    break
+                frame, buffer = buffer[:end], buffer[end:]
+                stream = int.from_bytes(frame[5:9], "big") & 0x7FFFFFFF
+                if stream and frame[3] in ANSWER_FRAMES and not self.replies_open.is_set():
+                    self.held_frames += 1
+                    await self.replies_open.wait()
+                writer.write(frame)
             await writer.drain()
 
 
