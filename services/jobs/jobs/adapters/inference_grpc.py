@@ -52,24 +52,27 @@ def to_event(event: execution_pb2.ExecuteEvent, current: Progress) -> ExecutionE
     """The dispatcher's view of one inference event; None for events it does not act on."""
     kind = event.WhichOneof("event")
     if kind == "node_started":
-        e = event.node_started
+        started = event.node_started
         return ExecutionEvent(
             "progress",
             progress=Progress(
-                fraction=e.fraction, node_id=e.node_id, node_type=e.node_type, node_title=e.node_title
+                fraction=started.fraction,
+                node_id=started.node_id,
+                node_type=started.node_type,
+                node_title=started.node_title,
             ),
         )
     if kind == "progress":
-        e = event.progress
+        step = event.progress
         return ExecutionEvent(
             "progress",
             progress=Progress(
-                fraction=e.fraction,
-                node_id=e.node_id,
+                fraction=step.fraction,
+                node_id=step.node_id,
                 node_type=current.node_type,
                 node_title=current.node_title,
-                step=e.value,
-                step_max=e.max,
+                step=step.value,
+                step_max=step.max,
             ),
         )
     if kind == "preview":
@@ -81,16 +84,16 @@ def to_event(event: execution_pb2.ExecuteEvent, current: Progress) -> ExecutionE
     if kind == "succeeded":
         return ExecutionEvent("succeeded", artifacts=tuple(_artifact(a) for a in event.succeeded.artifacts))
     if kind == "failed":
-        e = event.failed
+        failed = event.failed
         return ExecutionEvent(
             "failed",
             error=JobError(
-                reason=_FAILURES.get(e.reason, ErrorReason.INTERNAL),
-                message=e.message,
-                node_id=e.node_id,
-                node_type=e.node_type,
-                exception_type=e.exception_type,
-                retryable=e.retryable,
+                reason=_FAILURES.get(failed.reason, ErrorReason.INTERNAL),
+                message=failed.message,
+                node_id=failed.node_id,
+                node_type=failed.node_type,
+                exception_type=failed.exception_type,
+                retryable=failed.retryable,
             ),
         )
     if kind == "cancelled":

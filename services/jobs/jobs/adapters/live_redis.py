@@ -72,7 +72,7 @@ class RedisLive:
             yield self._updates(pubsub)
         finally:
             with contextlib.suppress(RedisError):
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _updates(self, pubsub: object) -> AsyncIterator[Update | None]:
         while True:

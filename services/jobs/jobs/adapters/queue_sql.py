@@ -7,6 +7,7 @@ dispatcher died) is taken over with the same attempt, so the new dispatcher re-a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
@@ -129,9 +130,7 @@ class SqlOutbox(Outbox):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
 
-    async def claim(
-        self, topics: list[str] | tuple[str, ...], limit: int, hold_seconds: float
-    ) -> list[OutboxItem]:
+    async def claim(self, topics: Sequence[str], limit: int, hold_seconds: float) -> list[OutboxItem]:
         now = datetime.now(UTC)
         async with self.engine.begin() as connection:
             rows = (

@@ -61,7 +61,9 @@ def job_to_proto(job: Job) -> job_pb2.Job:
             preset=job_pb2.PresetInvocation(
                 preset=job.source.preset,
                 version=job.source.preset_version,
-                parameters={k: value_to_proto(v) for k, v in job.source.parameters.items()},
+                parameters={
+                    k: m for k, v in job.source.parameters.items() if (m := value_to_proto(v)) is not None
+                },
             )
         )
     else:
