@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -61,7 +62,7 @@ class SqlLedgerStore:
         )
 
     async def totals(self, owner: str, period_start: datetime) -> tuple[int, int]:
-        def units_in(state: ReservationState) -> object:
+        def units_in(state: ReservationState) -> Any:
             return func.coalesce(
                 func.sum(case((reservations.c.state == state.value, reservations.c.units))), 0
             )
