@@ -9,10 +9,22 @@ from contextlib import AsyncExitStack
 import httpx
 import pytest
 
+from identity.bootstrap import components
 from servicekit import logging
 from tests.support.gateway import running_gateway
 from tests.support.infra import free_port
-from tests.support.servers import SERVICES, running_service
+from tests.support.servers import SERVICES, running_service, service_settings
+
+
+async def issue_key(database_url: str, redis_url: str, scopes: list[str]) -> dict[str, str]:
+    """Authorization headers with a new API key of a new user, issued by identity's own use cases."""
+    parts = components(service_settings("identity", database_url, redis_url))
+    try:
+        user, _ = await parts.services.users.ensure("edge@example.com", "Edge")
+        issued = await parts.services.api_keys.issue(user.id, "edge", scopes, None)
+    finally:
+        await parts.close()
+    return {"Authorization": f"Bearer {issued.key}"}
 
 
 @pytest.fixture
@@ -24,7 +36,8 @@ async def stack(database_url: str, clean_redis: str) -> AsyncIterator[dict[str, 
         }
         addresses = {name: f"127.0.0.1:{server.port}" for name, server in servers.items()}
         url = await stack.enter_async_context(running_gateway(addresses))
-        yield {"url": url, "servers": servers}
+        key = await issue_key(database_url, clean_redis, ["presets:read"])
+        yield {"url": url, "servers": servers, "key": key}
 
 
 async def test_ready_when_every_service_is_serving_and_not_when_one_stops(stack: dict[str, object]) -> None:
@@ -45,8 +58,9 @@ async def test_a_not_found_from_jobs_is_a_404_in_the_error_shape_with_the_same_r
     stack: dict[str, object], capsys: pytest.CaptureFixture[str]
 ) -> None:
     logging.configure("test")
+    headers = {**stack["key"], "X-Request-ID": "req-edge-1"}  # type: ignore[dict-item]
     async with httpx.AsyncClient(base_url=str(stack["url"])) as client:
-        reply = await client.get("/api/v1/presets/no_such_preset", headers={"X-Request-ID": "req-edge-1"})
+        reply = await client.get("/api/v1/presets/no_such_preset", headers=headers)
     assert reply.status_code == 404
     assert reply.headers["x-request-id"] == "req-edge-1"
     error = reply.json()["error"]
@@ -61,8 +75,23 @@ async def test_a_not_found_from_jobs_is_a_404_in_the_error_shape_with_the_same_r
     assert jobs_call[0]["code"] == "NOT_FOUND"
 
 
-async def test_bad_query_parameters_are_a_400_naming_the_field(stack: dict[str, object]) -> None:
+async def test_presets_need_a_credential_with_the_presets_read_scope(
+    stack: dict[str, object], database_url: str, clean_redis: str
+) -> None:
+    other = await issue_key(database_url, clean_redis, ["jobs:read"])
     async with httpx.AsyncClient(base_url=str(stack["url"])) as client:
+        anonymous = await client.get("/api/v1/presets")
+        unscoped = await client.get("/api/v1/presets", headers=other)
+        allowed = await client.get("/api/v1/presets", headers=stack["key"])  # type: ignore[arg-type]
+    assert anonymous.status_code == 401
+    assert unscoped.status_code == 403
+    assert unscoped.json()["error"]["details"]["metadata"]["scope"] == "presets:read"
+    assert allowed.status_code == 200
+    assert "cinematic" in {p["name"].removeprefix("presets/") for p in allowed.json()["presets"]}
+
+
+async def test_bad_query_parameters_are_a_400_naming_the_field(stack: dict[str, object]) -> None:
+    async with httpx.AsyncClient(base_url=str(stack["url"]), headers=stack["key"]) as client:  # type: ignore[arg-type]
         reply = await client.get("/api/v1/presets", params={"page_size": "lots"})
         listed = await client.get("/api/v1/presets")
     assert reply.status_code == 400
@@ -80,7 +109,7 @@ async def test_unknown_routes_answer_in_the_error_shape(stack: dict[str, object]
 
 
 async def test_metrics_docs_and_openapi_are_served(stack: dict[str, object]) -> None:
-    async with httpx.AsyncClient(base_url=str(stack["url"])) as client:
+    async with httpx.AsyncClient(base_url=str(stack["url"]), headers=stack["key"]) as client:  # type: ignore[arg-type]
         await client.get("/api/v1/presets")
         metrics = (await client.get("/metrics")).text
         docs = await client.get("/docs")
@@ -98,7 +127,8 @@ async def test_a_service_that_is_down_is_a_503_with_retry_after() -> None:
         running_gateway({name: dead for name in SERVICES}) as url,
         httpx.AsyncClient(base_url=url) as client,
     ):
-        reply = await client.get("/api/v1/presets")
+        # The key cannot even be checked: identity is down too, and that is a 503, not a 401.
+        reply = await client.get("/api/v1/presets", headers={"Authorization": "Bearer cmfy_AbCdEfGh_x"})
     assert reply.status_code == 503
     assert reply.headers["retry-after"] == "1"
     assert reply.json()["error"]["status"] == "UNAVAILABLE"

@@ -75,6 +75,20 @@ class LocalStorage:
         """Whether an object is stored under `key`."""
         return await asyncio.to_thread(self.path(key).is_file)
 
+    async def first_key(self, prefix: str) -> str | None:
+        """The first key (in name order) under the folder `prefix`, or None when it holds none."""
+        folder = self.path(prefix.rstrip("/"))
+
+        def scan() -> str | None:
+            names = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+            names = [n for n in names if not n.endswith(".partial")]
+            return f"{prefix.rstrip('/')}/{names[0]}" if names else None
+
+        try:
+            return await asyncio.to_thread(scan)
+        except OSError as exc:
+            raise _unavailable("list", exc) from None
+
     def presigned_get(self, key: str, expires_in: int, filename: str = "") -> str | None:
         """None: a local directory has no server, so the caller signs a link to its own route instead."""
         check_key(key)
@@ -191,6 +205,20 @@ class S3Storage:
         except BotoCoreError as exc:
             raise _unavailable("stat", exc) from None
         return True
+
+    async def first_key(self, prefix: str) -> str | None:
+        """The first key (in name order) under the folder `prefix`, or None when it holds none."""
+        from botocore.exceptions import BotoCoreError, ClientError  # type: ignore[import-untyped]
+
+        folder = check_key(prefix.rstrip("/")) + "/"
+        try:
+            reply = await asyncio.to_thread(
+                self.client.list_objects_v2, Bucket=self.bucket, Prefix=folder, MaxKeys=1
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _unavailable("list", exc) from None
+        contents = reply.get("Contents") or []
+        return str(contents[0]["Key"]) if contents else None
 
     def presigned_get(self, key: str, expires_in: int, filename: str = "") -> str | None:
         """A presigned GET URL valid for `expires_in` seconds (computed locally, no request is made)."""

@@ -47,6 +47,20 @@ _HTTP_TO_GRPC = {
 }
 
 
+class EdgeError(errors.DomainError):
+    """An error the edge itself answers with an HTTP status no gRPC code names (413, 415)."""
+
+    def __init__(self, http_status: int, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.http_status = http_status
+        self.code = _HTTP_TO_GRPC.get(http_status, "INVALID_ARGUMENT")
+
+
+def violation(field: str, description: str) -> tuple[errors.FieldViolation, ...]:
+    """One field violation, as a DomainError's `violations`."""
+    return (errors.FieldViolation(field, description),)
+
+
 def body(http_status: int, grpc_status: str, message: str, details: dict[str, Any]) -> dict[str, Any]:
     """The error document every failing response carries."""
     details = {**details, "request_id": context.request_id()}
@@ -55,7 +69,7 @@ def body(http_status: int, grpc_status: str, message: str, details: dict[str, An
 
 def domain_response(error: errors.DomainError) -> JSONResponse:
     """The HTTP answer for a domain error from a backend (or from the gateway itself)."""
-    http_status = HTTP_STATUS.get(error.code, 500)
+    http_status = getattr(error, "http_status", None) or HTTP_STATUS.get(error.code, 500)
     details: dict[str, Any] = {"reason": error.reason, "metadata": error.metadata}
     if error.violations:
         details["field_violations"] = [

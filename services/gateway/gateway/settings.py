@@ -39,3 +39,26 @@ class GatewaySettings:
     rate_limits: str = "default:60/60,free:60/60,pro:600/60"
     rate_limit_ip: str = "1200/60"
     rate_limit_auth_failures: str = "10/60"
+    # Request bodies: any body over max_body_bytes is refused with 413 while it is read, before parsing;
+    # uploads may be up to upload_max_bytes (plus the multipart framing).
+    max_body_bytes: int = 2 * 1024 * 1024
+    upload_max_bytes: int = 20 * 1024 * 1024
+    upload_max_pixels: int = 50_000_000
+    # Inputs given by URL are fetched by the gateway at submission, with these limits; hosts listed here may
+    # resolve to loopback or private addresses (for local setups and tests).
+    input_url_timeout_seconds: float = 10.0
+    input_url_allowed_hosts: tuple[str, ...] = ()
+    # Object storage shared with inference: a local directory unless an S3 bucket is configured.
+    storage_dir: str = ""
+    storage_s3_bucket: str = ""
+    storage_s3_endpoint_url: str = ""
+    storage_s3_region: str = ""
+    storage_s3_access_key_id: str = secret("")
+    storage_s3_secret_access_key: str = secret("")
+    # HMAC key of the download links of a local storage directory (at least 16 bytes of text); empty means a
+    # random key per process, so links work only on the replica that made them.
+    files_signing_key: str = secret("")
+    download_url_ttl_seconds: int = 900
+    # POST /api/v1/generate?wait=true holds the request at most this long before answering 202.
+    generate_wait_seconds: float = 60.0
+    sse_heartbeat_seconds: float = 15.0

@@ -64,8 +64,9 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[Authenticated]]:
     return dependency
 
 
-def install_security_schemes(app: FastAPI) -> None:
-    """Adds the two schemes to the app's OpenAPI components."""
+def install_security_schemes(app: FastAPI, body_schema: dict[str, Any] | None = None) -> None:
+    """Adds the two schemes to the app's OpenAPI components, with the schemas of bodies routes read by hand
+    (`body_schema` is a pydantic JSON schema whose `$defs` join the components too)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -75,7 +76,12 @@ def install_security_schemes(app: FastAPI) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            components = schema.setdefault("components", {})
+            components["securitySchemes"] = SECURITY_SCHEMES
+            if body_schema is not None:
+                defs = dict(body_schema.get("$defs", {}))
+                defs[body_schema["title"]] = {k: v for k, v in body_schema.items() if k != "$defs"}
+                components.setdefault("schemas", {}).update(defs)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -81,12 +81,31 @@ def load_preset(folder: Path) -> Preset:
         raise PresetFileError(f"{manifest_path}: missing field {exc.args[0]!r}") from None
 
 
+def load_preview(folder: Path, preset: Preset) -> bytes | None:
+    """The preview image the manifest names, read from the preset's folder; None when it names none."""
+    if not preset.preview_image:
+        return None
+    path = folder / preset.preview_image
+    if path.parent != folder:
+        raise PresetFileError(f"{folder}: preview_image must be a file name inside the preset folder")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise PresetFileError(f"{folder}: preview image: {exc}") from None
+
+
 class PresetDirectory:
-    """Every preset under one folder, loaded once."""
+    """Every preset under one folder, with its preview image, loaded once."""
 
     def __init__(self, root: Path) -> None:
         folders = sorted(p for p in root.iterdir() if (p / "manifest.json").exists()) if root.is_dir() else []
-        self._presets = tuple(sorted((load_preset(f) for f in folders), key=lambda p: p.name))
+        loaded = [(load_preset(f), f) for f in folders]
+        self._presets = tuple(sorted((p for p, _ in loaded), key=lambda p: p.name))
+        self._previews = {(p.name, p.version): load_preview(f, p) for p, f in loaded}
+
+    def preview(self, name: str, version: int) -> bytes | None:
+        """The preview image of a preset version, or None when it has none."""
+        return self._previews.get((name, version))
 
     def all(self) -> tuple[Preset, ...]:
         """Every preset, sorted by name."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -136,8 +137,11 @@ class JobServiceServicer(pb_grpc.JobServiceServicer):
         self.secrets = secrets
 
     async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
+        started = self.admission.clock()
         job = await self.admission.create(new_job(request, _owner_of_new_job(request.owner)))
-        return pb.CreateJobResponse(job=job_to_proto(job))
+        # A job created before this call began can only be the original of a replayed request_id.
+        replayed = bool(request.request_id) and job.create_time < started
+        return pb.CreateJobResponse(job=job_to_proto(job), replayed=replayed)
 
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:
         job = await self.jobs.get(_caller(READ).subject, _job_id(request.name))
@@ -169,6 +173,14 @@ class JobServiceServicer(pb_grpc.JobServiceServicer):
     async def GetPreset(self, request: pb.GetPresetRequest, context: Context) -> pb.GetPresetResponse:
         preset = self.presets.get(_preset_id(request.name), request.version)
         return pb.GetPresetResponse(preset=preset_to_proto(preset))
+
+    async def GetPresetPreview(
+        self, request: pb.GetPresetPreviewRequest, context: Context
+    ) -> pb.GetPresetPreviewResponse:
+        image, mime_type = self.presets.preview(_preset_id(request.name), request.version)
+        return pb.GetPresetPreviewResponse(
+            image=image, mime_type=mime_type, sha256=hashlib.sha256(image).hexdigest()
+        )
 
     async def ListPresets(self, request: pb.ListPresetsRequest, context: Context) -> pb.ListPresetsResponse:
         page, next_token = self.presets.list(request.page_size, request.page_token)

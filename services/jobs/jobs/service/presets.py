@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import mimetypes
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from jobs.domain.presets import Preset
 from servicekit import errors
@@ -20,11 +21,36 @@ class PresetCatalog(Protocol):
         ...
 
 
+@runtime_checkable
+class PreviewSource(Protocol):
+    """Where preview images come from: the files shipped with each preset."""
+
+    def preview(self, name: str, version: int) -> bytes | None:
+        """The preview image of a preset version, or None when it has none."""
+        ...
+
+
 class PresetService:
     """Reads the catalog on behalf of API callers."""
 
-    def __init__(self, catalog: PresetCatalog) -> None:
+    def __init__(self, catalog: PresetCatalog, previews: PreviewSource | None = None) -> None:
         self.catalog = catalog
+        if previews is None and isinstance(catalog, PreviewSource):
+            previews = catalog
+        self.previews = previews
+
+    def preview(self, name: str, version: int = 0) -> tuple[bytes, str]:
+        """The preview image of a preset version and its MIME type; NotFound when there is none."""
+        preset = self.get(name, version)
+        image = self.previews.preview(preset.name, preset.version) if self.previews else None
+        if image is None or not preset.preview_image:
+            raise errors.NotFound(
+                f"preset {name!r} has no preview image",
+                reason="PREVIEW_NOT_FOUND",
+                metadata={"preset": name},
+            )
+        mime_type, _ = mimetypes.guess_type(preset.preview_image)
+        return image, mime_type or "application/octet-stream"
 
     def get(self, name: str, version: int = 0) -> Preset:
         """The preset called `name` at `version` (0: the latest); NotFound names what is missing."""

@@ -448,8 +448,10 @@ class JobInput(_message.Message):
     "uploads/{user_id}/{upload_id}/photo.png"; keys outside the caller's own upload area are NOT_FOUND.
     """
     url: _builtins.str
-    """An absolute http or https URL the server downloads once at admission, subject to SSRF checks (no
-    loopback, link-local or private addresses) and the upload size limit.
+    """An absolute http or https URL downloaded once at admission, subject to SSRF checks (no loopback,
+    link-local or private addresses) and the upload size limit. The REST gateway fetches URL inputs itself,
+    stores them as uploads and passes their upload_key, so JobService receives no url from it; JobService
+    itself answers UNIMPLEMENTED reason URL_INPUTS_UNSUPPORTED for a url input.
     """
     storage_key: _builtins.str
     """The object-store key the image is stored under for execution; output only, equal to upload_key for

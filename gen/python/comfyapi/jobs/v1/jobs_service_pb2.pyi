@@ -128,6 +128,11 @@ class CreateJobResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
+    replayed: _builtins.bool
+    """Whether the request_id matched a job created by an earlier call, so `job` is that original job; false
+    (the default) when this call created it.
+    """
     @_builtins.property
     def job(self) -> _job_pb2.Job:
         """The created job (or, for a repeated request_id, the original job in its current state)."""
@@ -136,10 +141,11 @@ class CreateJobResponse(_message.Message):
         self,
         *,
         job: _job_pb2.Job | None = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job", "replayed", b"replayed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -492,6 +498,62 @@ class GetPresetResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetPresetResponse: _TypeAlias = GetPresetResponse  # noqa: Y015
+
+@_typing.final
+class GetPresetPreviewRequest(_message.Message):
+    """The request to get a preset's preview image."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The resource name of the preset, in the form "presets/{preset_id}"."""
+    version: _builtins.int
+    """The version whose preview to return; 0 (the default) means the latest version."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        version: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPresetPreviewRequest: _TypeAlias = GetPresetPreviewRequest  # noqa: Y015
+
+@_typing.final
+class GetPresetPreviewResponse(_message.Message):
+    """The response to GetPresetPreview."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    image: _builtins.bytes
+    """The encoded image, at most a few hundred kilobytes."""
+    mime_type: _builtins.str
+    """The MIME type of image, e.g. "image/jpeg"."""
+    sha256: _builtins.str
+    """The lower-case hex SHA-256 of image, usable as an HTTP entity tag."""
+    def __init__(
+        self,
+        *,
+        image: _builtins.bytes = ...,
+        mime_type: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image", "mime_type", b"mime_type", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPresetPreviewResponse: _TypeAlias = GetPresetPreviewResponse  # noqa: Y015
 
 @_typing.final
 class ListWebhookDeliveriesRequest(_message.Message):

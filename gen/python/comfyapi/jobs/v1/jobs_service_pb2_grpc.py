@@ -73,6 +73,11 @@ class JobServiceStub:
                 request_serializer=comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetRequest.SerializeToString,
                 response_deserializer=comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetResponse.FromString,
                 _registered_method=True)
+        self.GetPresetPreview = channel.unary_unary(
+                '/comfyapi.jobs.v1.JobService/GetPresetPreview',
+                request_serializer=comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetPreviewRequest.SerializeToString,
+                response_deserializer=comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetPreviewResponse.FromString,
+                _registered_method=True)
         self.ListWebhookDeliveries = channel.unary_unary(
                 '/comfyapi.jobs.v1.JobService/ListWebhookDeliveries',
                 request_serializer=comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.ListWebhookDeliveriesRequest.SerializeToString,
@@ -172,6 +177,15 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPresetPreview(self, request, context):
+        """Returns the example output image of one preset version (its Preset.preview_image_uri names it), as the
+        bytes of the file shipped with the preset. Errors: INVALID_ARGUMENT reason NAME_INVALID; NOT_FOUND reason
+        PRESET_NOT_FOUND, PRESET_VERSION_NOT_FOUND or PREVIEW_NOT_FOUND (the preset has no preview).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListWebhookDeliveries(self, request, context):
         """Lists the webhook deliveries of one of the caller's jobs, newest first. Errors: INVALID_ARGUMENT reason
         PAGE_TOKEN_INVALID; NOT_FOUND reason JOB_NOT_FOUND.
@@ -246,6 +260,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.GetPreset,
                     request_deserializer=comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetRequest.FromString,
                     response_serializer=comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetResponse.SerializeToString,
+            ),
+            'GetPresetPreview': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPresetPreview,
+                    request_deserializer=comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetPreviewRequest.FromString,
+                    response_serializer=comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetPreviewResponse.SerializeToString,
             ),
             'ListWebhookDeliveries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWebhookDeliveries,
@@ -461,6 +480,33 @@ class JobService:
             '/comfyapi.jobs.v1.JobService/GetPreset',
             comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetRequest.SerializeToString,
             comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPresetPreview(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyapi.jobs.v1.JobService/GetPresetPreview',
+            comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetPreviewRequest.SerializeToString,
+            comfyapi_dot_jobs_dot_v1_dot_jobs__service__pb2.GetPresetPreviewResponse.FromString,
             options,
             channel_credentials,
             insecure,

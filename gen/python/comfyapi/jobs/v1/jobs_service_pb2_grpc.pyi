@@ -79,6 +79,11 @@ class JobServiceStub:
     """Returns one preset, at its latest or a given version. Errors: INVALID_ARGUMENT reason NAME_INVALID;
     NOT_FOUND reason PRESET_NOT_FOUND or PRESET_VERSION_NOT_FOUND.
     """
+    GetPresetPreview: _grpc.UnaryUnaryMultiCallable[_jobs_service_pb2.GetPresetPreviewRequest, _jobs_service_pb2.GetPresetPreviewResponse]
+    """Returns the example output image of one preset version (its Preset.preview_image_uri names it), as the
+    bytes of the file shipped with the preset. Errors: INVALID_ARGUMENT reason NAME_INVALID; NOT_FOUND reason
+    PRESET_NOT_FOUND, PRESET_VERSION_NOT_FOUND or PREVIEW_NOT_FOUND (the preset has no preview).
+    """
     ListWebhookDeliveries: _grpc.UnaryUnaryMultiCallable[_jobs_service_pb2.ListWebhookDeliveriesRequest, _jobs_service_pb2.ListWebhookDeliveriesResponse]
     """Lists the webhook deliveries of one of the caller's jobs, newest first. Errors: INVALID_ARGUMENT reason
     PAGE_TOKEN_INVALID; NOT_FOUND reason JOB_NOT_FOUND.
@@ -151,6 +156,11 @@ class JobServiceAsyncStub(JobServiceStub):
     GetPreset: _aio.UnaryUnaryMultiCallable[_jobs_service_pb2.GetPresetRequest, _jobs_service_pb2.GetPresetResponse]  # type: ignore[assignment]
     """Returns one preset, at its latest or a given version. Errors: INVALID_ARGUMENT reason NAME_INVALID;
     NOT_FOUND reason PRESET_NOT_FOUND or PRESET_VERSION_NOT_FOUND.
+    """
+    GetPresetPreview: _aio.UnaryUnaryMultiCallable[_jobs_service_pb2.GetPresetPreviewRequest, _jobs_service_pb2.GetPresetPreviewResponse]  # type: ignore[assignment]
+    """Returns the example output image of one preset version (its Preset.preview_image_uri names it), as the
+    bytes of the file shipped with the preset. Errors: INVALID_ARGUMENT reason NAME_INVALID; NOT_FOUND reason
+    PRESET_NOT_FOUND, PRESET_VERSION_NOT_FOUND or PREVIEW_NOT_FOUND (the preset has no preview).
     """
     ListWebhookDeliveries: _aio.UnaryUnaryMultiCallable[_jobs_service_pb2.ListWebhookDeliveriesRequest, _jobs_service_pb2.ListWebhookDeliveriesResponse]  # type: ignore[assignment]
     """Lists the webhook deliveries of one of the caller's jobs, newest first. Errors: INVALID_ARGUMENT reason
@@ -263,6 +273,17 @@ class JobServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_jobs_service_pb2.GetPresetResponse, _abc.Awaitable[_jobs_service_pb2.GetPresetResponse]]:
         """Returns one preset, at its latest or a given version. Errors: INVALID_ARGUMENT reason NAME_INVALID;
         NOT_FOUND reason PRESET_NOT_FOUND or PRESET_VERSION_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def GetPresetPreview(
+        self,
+        request: _jobs_service_pb2.GetPresetPreviewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_service_pb2.GetPresetPreviewResponse, _abc.Awaitable[_jobs_service_pb2.GetPresetPreviewResponse]]:
+        """Returns the example output image of one preset version (its Preset.preview_image_uri names it), as the
+        bytes of the file shipped with the preset. Errors: INVALID_ARGUMENT reason NAME_INVALID; NOT_FOUND reason
+        PRESET_NOT_FOUND, PRESET_VERSION_NOT_FOUND or PREVIEW_NOT_FOUND (the preset has no preview).
         """
 
     @_abc_1.abstractmethod

@@ -89,8 +89,9 @@ class Preset(_message.Message):
     description: _builtins.str
     """A plain-text description of what the preset does to an image, for people choosing a preset; may be empty."""
     preview_image_uri: _builtins.str
-    """A reference to an example output image of the preset, as an absolute HTTPS URL or an object-store key
-    under "presets/"; empty when the preset has no preview.
+    """A reference to an example output image of the preset: an absolute HTTPS URL, an object-store key under
+    "presets/", or the file name of an image shipped with the preset (e.g. "preview.jpg") whose bytes
+    GetPresetPreview returns; empty when the preset has no preview.
     """
     @_builtins.property
     def parameters(self) -> _containers.RepeatedCompositeFieldContainer[Global___PresetParameter]:
