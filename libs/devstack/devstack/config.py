@@ -122,7 +122,8 @@ class StackConfig:
 def local_secrets(state_dir: Path) -> dict[str, str]:
     """Encryption keys for a local stack, made once and kept in the state folder (mode 600).
 
-    They let the token vault and webhook secrets work out of the box; a real deployment sets its own.
+    They let the token vault, webhook secrets and signed download links work out of the box; a real
+    deployment sets its own.
     """
     path = state_dir / "secrets.json"
     if not path.exists():
@@ -133,7 +134,11 @@ def local_secrets(state_dir: Path) -> dict[str, str]:
         }
         path.touch(mode=0o600)
         path.write_text(json.dumps(keys))
-    return dict(json.loads(path.read_text()))
+    keys = dict(json.loads(path.read_text()))
+    if "FILES_SIGNING_KEY" not in keys:  # a state folder made before the gateway signed download links
+        keys["FILES_SIGNING_KEY"] = base64.b64encode(os.urandom(32)).decode()
+        path.write_text(json.dumps(keys))
+    return keys
 
 
 def redact(url: str) -> str:
