@@ -14,14 +14,12 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from identity.adapters.cipher import AesGcmCipher
 from identity.adapters.events import RedisRevocations
 from identity.adapters.oidc import GoogleOpenId
 from identity.adapters.store import Store
 from identity.adapters.tables import SCHEMA_NAME
 from identity.api.servicer import Services, registration
 from identity.domain.models import SessionPolicy
-from identity.domain.vault import VaultConfigError, parse_key_ring
 from identity.service.api_keys import ApiKeyService
 from identity.service.ports import SystemClock
 from identity.service.sessions import SessionService
@@ -31,6 +29,7 @@ from identity.service.vault import VaultService
 from identity.settings import IdentitySettings
 from servicekit import db, errors, redis
 from servicekit.logging import get_logger
+from servicekit.sealing import KeyRingError, Sealer, parse_key_ring
 from servicekit.server import ServiceApp
 from servicekit.settings import SettingsError
 
@@ -53,15 +52,21 @@ class Components:
         await self.engine.dispose()
 
 
-def _cipher(settings: IdentitySettings) -> AesGcmCipher | None:
+def _cipher(settings: IdentitySettings) -> Sealer | None:
     try:
-        ring = parse_key_ring(settings.vault_keys, settings.vault_active_key)
-    except VaultConfigError as exc:
+        ring = parse_key_ring(
+            settings.vault_keys,
+            settings.vault_active_key,
+            keys_setting="VAULT_KEYS",
+            active_setting="VAULT_ACTIVE_KEY",
+            reason_prefix="VAULT",
+        )
+    except KeyRingError as exc:
         raise SettingsError(f"IdentitySettings: {exc}") from None
     if ring is None:
         log.warning("vault.disabled", why="VAULT_KEYS is not set")
         return None
-    return AesGcmCipher(ring)
+    return Sealer(ring)
 
 
 def _provider(settings: IdentitySettings, http: httpx.AsyncClient) -> GoogleOpenId | None:

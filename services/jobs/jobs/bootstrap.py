@@ -16,7 +16,6 @@ from jobs.adapters.job_store import SqlJobStore
 from jobs.adapters.live_redis import RedisLive
 from jobs.adapters.preset_files import BUILTIN_DIR, PresetDirectory
 from jobs.adapters.queue_sql import SqlOutbox, SqlQueue
-from jobs.adapters.secret_cipher import AesGcmSecretCipher
 from jobs.adapters.tables import SCHEMA_NAME
 from jobs.adapters.webhook_http import HttpPoster
 from jobs.adapters.webhook_store import SqlWebhookStore
@@ -24,7 +23,6 @@ from jobs.api.convert import render_event
 from jobs.api.servicer import registration
 from jobs.domain.effects import WEBHOOK
 from jobs.domain.jobs import RetryPolicy
-from jobs.domain.webhook_secrets import parse_key_ring
 from jobs.service.admission import Admission
 from jobs.service.dispatch import Dispatcher, DispatchSettings
 from jobs.service.jobs import Jobs
@@ -34,6 +32,7 @@ from jobs.service.webhooks import Sender, SenderSettings, Webhooks, WebhookSecre
 from jobs.settings import JobsSettings
 from servicekit import db, redis
 from servicekit.channels import open_channel
+from servicekit.sealing import Sealer, parse_key_ring
 from servicekit.server import ServiceApp
 
 
@@ -55,9 +54,15 @@ async def build(settings: JobsSettings) -> ServiceApp:
         PresetDirectory(Path(settings.presets_dir) if settings.presets_dir else BUILTIN_DIR)
     )
     allowed_hosts = frozenset(h.lower() for h in settings.webhook_allowed_hosts)
-    ring = parse_key_ring(settings.webhook_secret_keys, settings.webhook_secret_active_key)
+    ring = parse_key_ring(
+        settings.webhook_secret_keys,
+        settings.webhook_secret_active_key,
+        keys_setting="WEBHOOK_SECRET_KEYS",
+        active_setting="WEBHOOK_SECRET_ACTIVE_KEY",
+        reason_prefix="WEBHOOK_SECRET",
+    )
     hooks_store = SqlWebhookStore(engine)
-    secrets = WebhookSecrets(hooks_store, AesGcmSecretCipher(ring) if ring else None)
+    secrets = WebhookSecrets(hooks_store, Sealer(ring) if ring else None)
     webhooks = Webhooks(
         hooks_store, store, render_event, allowed_hosts, settings.webhook_redeliveries_per_hour
     )

@@ -1,4 +1,4 @@
-"""The vault's key ring and AES-GCM envelopes: sealing, tamper detection, key versions and rotation."""
+"""Secrets at rest: key ring settings, AES-GCM envelopes, tamper detection, key versions and rotation."""
 
 from __future__ import annotations
 
@@ -7,9 +7,20 @@ import os
 
 import pytest
 
-from identity.adapters.cipher import AesGcmCipher
-from identity.domain.vault import VaultConfigError, parse_key_ring, unpack, version_of
-from servicekit import errors
+from servicekit import errors, sealing
+from servicekit.sealing import KeyRing, KeyRingError, Sealer, version_of
+
+
+def parse_key_ring(keys: tuple[str, ...], active: str) -> KeyRing | None:
+    return sealing.parse_key_ring(
+        keys, active, keys_setting="VAULT_KEYS", active_setting="VAULT_ACTIVE_KEY", reason_prefix="VAULT"
+    )
+
+
+def unpack(envelope: str) -> tuple[str, bytes, bytes]:
+    version, _, encoded = envelope.partition(":")
+    raw = base64.urlsafe_b64decode(encoded)
+    return version, raw[: sealing.NONCE_BYTES], raw[sealing.NONCE_BYTES :]
 
 
 def key_entry(version: str) -> str:
@@ -35,7 +46,7 @@ def test_no_keys_means_the_vault_is_disabled() -> None:
 def test_malformed_key_configuration_is_refused_without_echoing_keys(
     keys: tuple[str, ...], active: str, complaint: str
 ) -> None:
-    with pytest.raises(VaultConfigError) as raised:
+    with pytest.raises(KeyRingError) as raised:
         parse_key_ring(keys, active)
     assert complaint in str(raised.value)
     for entry in keys:
@@ -47,7 +58,7 @@ def test_a_single_key_is_active_by_default_and_seals_round_trip() -> None:
     ring = parse_key_ring((key_entry("v1"),), "")
     assert ring is not None
     assert ring.active == "v1"
-    cipher = AesGcmCipher(ring)
+    cipher = Sealer(ring)
     envelope = cipher.seal("1//refresh-token", "grants/a/refresh_token")
     assert envelope.startswith("v1:")
     assert "refresh-token" not in envelope
@@ -58,7 +69,7 @@ def test_a_single_key_is_active_by_default_and_seals_round_trip() -> None:
 def test_a_tampered_or_moved_envelope_does_not_open() -> None:
     ring = parse_key_ring((key_entry("v1"),), "")
     assert ring is not None
-    cipher = AesGcmCipher(ring)
+    cipher = Sealer(ring)
     envelope = cipher.seal("secret", "grants/a/refresh_token")
     version, nonce, sealed = unpack(envelope)
     flipped = bytes([sealed[0] ^ 1]) + sealed[1:]
@@ -78,7 +89,7 @@ def test_old_keys_still_open_after_a_new_key_becomes_active_and_resealing_moves_
     new_ring = parse_key_ring((v1, v2), "v2")
     assert old_ring is not None
     assert new_ring is not None
-    old, new = AesGcmCipher(old_ring), AesGcmCipher(new_ring)
+    old, new = Sealer(old_ring), Sealer(new_ring)
     envelope = old.seal("token", "bind")
     assert new.open(envelope, "bind") == "token"
     assert new.needs_reseal(envelope)
