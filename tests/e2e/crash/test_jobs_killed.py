@@ -24,9 +24,13 @@ async def assert_finished_once(stack: Stack, job: job_pb2.Job) -> None:
     await stack.settled(job)
     job_id = job.name.removeprefix("jobs/")
     history = await stack.runtime_history()
-    ran = [p for p in history if p == prompt_id_for(f"{job.name}/attempts/{job.attempt_count}")]
-    assert len(ran) == 1, f"the backend ran the attempt {len(ran)} times: {sorted(history)}"
-    assert len(history) == job.attempt_count  # earlier attempts only if they were clean retries
+    # The runtime numbers submissions 0, 1, 2, ...; a prompt id submitted twice would leave a gap, since its
+    # second run replaces the first in the history.
+    numbers = sorted(entry["prompt"][0] for entry in history.values())
+    assert numbers == list(range(len(history))), f"a prompt was submitted twice: {numbers}"
+    attempts = [prompt_id_for(f"{job.name}/attempts/{n}") for n in range(1, job.attempt_count + 1)]
+    assert attempts[-1] in history
+    assert history[attempts[-1]]["status"]["status_str"] == "success"
     assert await stack.reservations(job.name) == ["committed"]
     assert [(r["topic"], r["done_time"] is not None) for r in await stack.outbox(job_id)] == [
         ("usage.commit", True),
@@ -58,6 +62,7 @@ async def test_jobs_killed_while_a_job_runs_finishes_it_exactly_once_after_resta
     done = await stack.finished(created.name)
     assert done.attempt_count == running.attempt_count == 1
     await assert_finished_once(stack, done)
+    assert list(await stack.runtime_history()) == [prompt]
     assert await stack.usage() == (1, 0)
     # The same request again (a client retrying through the crash) is the same job, not a second one.
     again = await stack.create(slow_workflow(), request_id="slow-1")
