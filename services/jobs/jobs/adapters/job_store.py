@@ -91,6 +91,10 @@ class SqlJobStore:
             values["next_attempt_time"] = next_attempt_time
         if job.state is not JobState.RUNNING:
             values.update(lease_owner=None, lease_expires=None)
+        elif expected is JobState.RUNNING:
+            # The dispatcher's copy of a running job predates a CancelJob that set the flag in the row; a
+            # progress save must not clear it, or the interrupt that follows would look like a lost backend.
+            values["cancel_requested"] = or_(jobs.c.cancel_requested, job.cancel_requested)
         fence = [jobs.c.id == job.id, jobs.c.state == expected.value]
         if worker is not None:
             fence.append(jobs.c.lease_owner == worker)
