@@ -18,7 +18,7 @@ from servicekit.logging import get_logger
 from servicekit.storage import LinkSigner, LocalStorage, S3Storage
 
 log = get_logger("gateway.files")
-STATE_DIR = Path(".state") / "storage"
+STATE_DIR = Path(".state") / "inference" / "storage"  # the same default as inference
 FILES_ROUTE = "/api/v1/files/"
 
 
