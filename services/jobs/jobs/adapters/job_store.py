@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -94,7 +94,7 @@ class SqlJobStore:
         elif expected is JobState.RUNNING:
             # The dispatcher's copy of a running job predates a CancelJob that set the flag in the row; a
             # progress save must not clear it, or the interrupt that follows would look like a lost backend.
-            values["cancel_requested"] = or_(jobs.c.cancel_requested, job.cancel_requested)
+            values["cancel_requested"] = or_(jobs.c.cancel_requested, literal(job.cancel_requested))
         fence = [jobs.c.id == job.id, jobs.c.state == expected.value]
         if worker is not None:
             fence.append(jobs.c.lease_owner == worker)
