@@ -17,12 +17,27 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import httpx
+
 from devstack.infra import die_with_parent
 from tests.support.infra import free_port
 from tests.support.servers import wait_serving
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 60.0
+
+
+async def wait_http(port: int, timeout: float) -> None:
+    """Waits until GET /health on `port` answers 200."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient(timeout=1.0, trust_env=False) as client:
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
+                    return
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"port {port} never answered /health")
+            await asyncio.sleep(0.05)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -39,6 +54,7 @@ class ServiceProcess:
     env: dict[str, str]
     log_dir: Path
     port: int = field(default_factory=free_port)
+    http: bool = False  # an HTTP service (the gateway): HTTP_PORT, ready when GET /health answers 200
     process: asyncio.subprocess.Process | None = None
     lives: int = 0
 
@@ -54,12 +70,20 @@ class ServiceProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
     def full_env(self) -> dict[str, str]:
+        ports = (
+            {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(self.port)}
+            if self.http
+            else {"GRPC_HOST": "127.0.0.1", "GRPC_PORT": str(self.port), "METRICS_PORT": "0"}
+        )
         return {
             **os.environ,
-            "GRPC_HOST": "127.0.0.1",
-            "GRPC_PORT": str(self.port),
-            "METRICS_PORT": "0",
+            **ports,
             "READINESS_INTERVAL_SECONDS": "0.2",
             "LOG_FORMAT": "json",
             "LOG_LEVEL": "info",
@@ -88,7 +112,8 @@ class ServiceProcess:
                 start_new_session=True,
                 preexec_fn=partial(die_with_parent, signal.SIGKILL),
             )
-        ready = asyncio.create_task(wait_serving(self.port, timeout=timeout))
+        probe = wait_http(self.port, timeout) if self.http else wait_serving(self.port, timeout=timeout)
+        ready = asyncio.create_task(probe)
         exited = asyncio.create_task(self.process.wait())
         done, _ = await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
         if ready not in done:

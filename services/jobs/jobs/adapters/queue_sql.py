@@ -18,6 +18,10 @@ from jobs.domain.effects import SNAPSHOT
 from jobs.domain.jobs import Job, next_sequence
 from jobs.service.ports import ExecutionSpec, Outbox, OutboxItem
 
+# Candidates per owner in the fast claim: enough that a few replicas claiming at once rarely all lock the
+# same heads and fall back to the exhaustive claim.
+HEADS_PER_OWNER = 4
+
 _TAKE_OVER = text("""
     UPDATE jobs SET lease_owner = :worker, lease_expires = :until, update_time = :now
     WHERE id = (SELECT id FROM jobs WHERE state = 'running' AND lease_expires < :now
@@ -25,7 +29,44 @@ _TAKE_OVER = text("""
     RETURNING *
 """)
 
+# Each owner's first eligible jobs (found by skipping through the owners that have queued jobs, one index
+# probe each), then the best of those heads: the cost grows with the number of owners waiting, not with the
+# depth of the queue. When every head is locked by other claimers, _CLAIM_ANY looks at the whole queue.
 _CLAIM = text("""
+    WITH RECURSIVE owners AS (
+        (SELECT owner FROM jobs WHERE state = 'queued' ORDER BY owner LIMIT 1)
+        UNION ALL
+        SELECT (SELECT j.owner FROM jobs j WHERE j.state = 'queued' AND j.owner > o.owner
+                ORDER BY j.owner LIMIT 1)
+        FROM owners o WHERE o.owner IS NOT NULL
+    ), busy AS (
+        SELECT owner, count(*) AS running FROM jobs WHERE state = 'running' GROUP BY owner
+    ), heads AS (
+        SELECT h.id, h.priority, h.create_time, t.last_dispatch_time
+        FROM owners o
+        LEFT JOIN busy b ON b.owner = o.owner
+        LEFT JOIN owner_turns t ON t.owner = o.owner
+        CROSS JOIN LATERAL (
+            SELECT q.id, q.priority, q.create_time FROM jobs q
+            WHERE q.owner = o.owner AND q.state = 'queued' AND q.next_attempt_time <= :now
+            ORDER BY q.priority DESC, q.create_time, q.id LIMIT :heads
+        ) h
+        WHERE o.owner IS NOT NULL AND coalesce(b.running, 0) < :cap
+    ), candidate AS (
+        SELECT j.id FROM jobs j JOIN heads h ON h.id = j.id
+        WHERE j.state = 'queued'
+        ORDER BY h.priority DESC, h.last_dispatch_time ASC NULLS FIRST, h.create_time, h.id
+        LIMIT 1 FOR UPDATE OF j SKIP LOCKED
+    )
+    UPDATE jobs SET state = 'running', attempt_count = jobs.attempt_count + 1, lease_owner = :worker,
+        lease_expires = :until, start_time = coalesce(jobs.start_time, :now), update_time = :now,
+        sequence = greatest(jobs.sequence + 1, :sequence), progress = NULL, cancel_requested = false
+    FROM candidate WHERE jobs.id = candidate.id
+    RETURNING jobs.*
+""")
+
+# The same choice over every queued job: exhaustive, and slower the deeper the queue.
+_CLAIM_ANY = text("""
     WITH busy AS (
         SELECT owner, count(*) AS running FROM jobs WHERE state = 'running' GROUP BY owner
     ), candidate AS (
@@ -79,18 +120,17 @@ class SqlQueue:
                 await connection.execute(_TAKE_OVER, {"worker": worker, "until": until, "now": now})
             ).first()
             if row is None:
-                row = (
-                    await connection.execute(
-                        _CLAIM,
-                        {
-                            "worker": worker,
-                            "until": until,
-                            "now": now,
-                            "cap": per_owner_cap,
-                            "sequence": next_sequence(0, now),
-                        },
-                    )
-                ).first()
+                values = {
+                    "worker": worker,
+                    "until": until,
+                    "now": now,
+                    "cap": per_owner_cap,
+                    "sequence": next_sequence(0, now),
+                    "heads": HEADS_PER_OWNER,
+                }
+                row = (await connection.execute(_CLAIM, values)).first()
+                if row is None:
+                    row = (await connection.execute(_CLAIM_ANY, values)).first()
                 if row is None:
                     return None
                 await connection.execute(_TURN, {"owner": row.owner, "now": now})

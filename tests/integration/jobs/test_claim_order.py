@@ -1,0 +1,115 @@
+"""The queue's claim on PostgreSQL: which job goes next, by priority, owner turns and age, within caps."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import insert, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from jobs.adapters import codec
+from jobs.adapters.queue_sql import SqlQueue
+from jobs.adapters.tables import SCHEMA_NAME, jobs, owner_turns
+from jobs.domain.jobs import Job, JobState, Priority, Source
+from servicekit import db
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = START + timedelta(hours=1)
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = db.create_engine(database_url, SCHEMA_NAME)
+    yield engine
+    await engine.dispose()
+
+
+async def add(
+    engine: AsyncEngine,
+    owner: str,
+    minute: int,
+    priority: Priority = Priority.NORMAL,
+    state: JobState = JobState.QUEUED,
+    not_before: datetime = START,
+) -> str:
+    created = START + timedelta(minutes=minute)
+    job = Job(
+        id=str(uuid.uuid4()),
+        owner=f"users/{owner}",
+        state=state,
+        priority=priority,
+        source=Source(workflow_sha256="0" * 64),
+        inputs=(),
+        labels={},
+        webhook=None,
+        deadline=None,
+        request_id="",
+        create_time=created,
+        update_time=created,
+        sequence=1,
+    )
+    row = {
+        **codec.to_row(job),
+        "request_hash": "",
+        "workflow_json": "{}",
+        "files": [],
+        "next_attempt_time": not_before,
+    }
+    if state is JobState.RUNNING:
+        row |= {"lease_owner": "elsewhere", "lease_expires": NOW + timedelta(minutes=5)}
+    async with engine.begin() as connection:
+        await connection.execute(insert(jobs).values(**row))
+    return job.id
+
+
+async def turn(engine: AsyncEngine, owner: str, minute: int) -> None:
+    async with engine.begin() as connection:
+        await connection.execute(
+            insert(owner_turns).values(
+                owner=f"users/{owner}", last_dispatch_time=START + timedelta(minutes=minute)
+            )
+        )
+
+
+async def claim(engine: AsyncEngine, cap: int = 2) -> str | None:
+    claimed = await SqlQueue(engine).claim("w", 30, cap, NOW)
+    return None if claimed is None else claimed[0].id
+
+
+async def test_higher_priority_goes_first_then_the_owner_whose_turn_is_oldest_then_fifo(
+    engine: AsyncEngine,
+) -> None:
+    a_old, a_new = await add(engine, "a", 1), await add(engine, "a", 2)
+    b_old = await add(engine, "b", 3)
+    urgent = await add(engine, "c", 9, Priority.HIGH)
+    await turn(engine, "a", 30)  # a ran something recently; b never did
+    assert await claim(engine) == urgent
+    assert await claim(engine) == b_old  # b's turn: never dispatched
+    assert await claim(engine) == a_old  # then a, oldest first
+    assert await claim(engine) == a_new
+    assert await claim(engine) is None
+
+
+async def test_an_owner_at_its_cap_and_jobs_waiting_for_a_retry_are_passed_over(engine: AsyncEngine) -> None:
+    await add(engine, "busy", 0, state=JobState.RUNNING)
+    await add(engine, "busy", 0, state=JobState.RUNNING)
+    await add(engine, "busy", 1)
+    await add(engine, "later", 2, not_before=NOW + timedelta(seconds=30))
+    ready = await add(engine, "later", 3)
+    idle = await add(engine, "idle", 4)
+    assert {await claim(engine), await claim(engine)} == {ready, idle}
+    assert await claim(engine) is None
+    assert await claim(engine, cap=3) is not None  # the busy owner, once its cap allows
+
+
+async def test_concurrent_claimers_never_take_the_same_job(engine: AsyncEngine) -> None:
+    queued = {await add(engine, f"o{i % 5}", i) for i in range(20)}
+    claimed = await asyncio.gather(*(claim(engine, cap=10) for _ in range(20)))
+    assert sorted(c for c in claimed if c) == sorted(queued)
+    async with engine.connect() as connection:
+        running = await connection.scalar(text("SELECT count(*) FROM jobs WHERE state = 'running'"))
+    assert running == 20
