@@ -113,3 +113,18 @@ async def test_concurrent_claimers_never_take_the_same_job(engine: AsyncEngine) 
     async with engine.connect() as connection:
         running = await connection.scalar(text("SELECT count(*) FROM jobs WHERE state = 'running'"))
     assert running == 20
+
+
+async def test_a_batch_takes_the_owners_in_turn_and_never_more_than_a_cap_allows(engine: AsyncEngine) -> None:
+    a = [await add(engine, "a", m) for m in (1, 2, 3)]
+    b = [await add(engine, "b", m) for m in (4, 5)]
+    await add(engine, "c", 0, state=JobState.RUNNING)
+    c = await add(engine, "c", 6)
+    await turn(engine, "a", 50)
+    claimed = await SqlQueue(engine).claim_many("w", 30, 2, NOW, 10)
+    ids = [job.id for job, _ in claimed]
+    # a and b may each run two; c already runs one of its two. Oldest first within each owner.
+    assert sorted(ids) == sorted([a[0], a[1], b[0], b[1], c])
+    assert ids.index(a[0]) < ids.index(a[1])
+    assert await SqlQueue(engine).claim_many("w", 30, 2, NOW, 10) == []
+    assert [job.id for job, _ in await SqlQueue(engine).claim_many("w", 30, 3, NOW, 10)] == [a[2]]

@@ -30,8 +30,9 @@ _TAKE_OVER = text("""
 """)
 
 # Each owner's first eligible jobs (found by skipping through the owners that have queued jobs, one index
-# probe each), then the best of those heads: the cost grows with the number of owners waiting, not with the
-# depth of the queue. When every head is locked by other claimers, _CLAIM_ANY looks at the whole queue.
+# probe each), then the best `limit` of those heads, one per owner in each round and never more than an
+# owner's cap allows: the cost grows with the number of owners waiting, not with the depth of the queue, and
+# is shared by a batch. When every head is locked by other claimers, _CLAIM_ANY looks at the whole queue.
 _CLAIM = text("""
     WITH RECURSIVE owners AS (
         (SELECT owner FROM jobs WHERE state = 'queued' ORDER BY owner LIMIT 1)
@@ -42,21 +43,25 @@ _CLAIM = text("""
     ), busy AS (
         SELECT owner, count(*) AS running FROM jobs WHERE state = 'running' GROUP BY owner
     ), heads AS (
-        SELECT h.id, h.priority, h.create_time, t.last_dispatch_time
+        SELECT h.id, h.priority, h.create_time, h.place, t.last_dispatch_time
         FROM owners o
         LEFT JOIN busy b ON b.owner = o.owner
         LEFT JOIN owner_turns t ON t.owner = o.owner
         CROSS JOIN LATERAL (
-            SELECT q.id, q.priority, q.create_time FROM jobs q
-            WHERE q.owner = o.owner AND q.state = 'queued' AND q.next_attempt_time <= :now
-            ORDER BY q.priority DESC, q.create_time, q.id LIMIT :heads
+            SELECT first.*,
+                row_number() OVER (ORDER BY first.priority DESC, first.create_time, first.id) AS place
+            FROM (
+                SELECT q.id, q.priority, q.create_time FROM jobs q
+                WHERE q.owner = o.owner AND q.state = 'queued' AND q.next_attempt_time <= :now
+                ORDER BY q.priority DESC, q.create_time, q.id LIMIT :heads
+            ) first
         ) h
-        WHERE o.owner IS NOT NULL AND coalesce(b.running, 0) < :cap
+        WHERE o.owner IS NOT NULL AND h.place <= :cap - coalesce(b.running, 0)
     ), candidate AS (
         SELECT j.id FROM jobs j JOIN heads h ON h.id = j.id
         WHERE j.state = 'queued'
-        ORDER BY h.priority DESC, h.last_dispatch_time ASC NULLS FIRST, h.create_time, h.id
-        LIMIT 1 FOR UPDATE OF j SKIP LOCKED
+        ORDER BY h.priority DESC, h.place, h.last_dispatch_time ASC NULLS FIRST, h.create_time, h.id
+        LIMIT :limit FOR UPDATE OF j SKIP LOCKED
     )
     UPDATE jobs SET state = 'running', attempt_count = jobs.attempt_count + 1, lease_owner = :worker,
         lease_expires = :until, start_time = coalesce(jobs.start_time, :now), update_time = :now,
@@ -85,7 +90,7 @@ _CLAIM_ANY = text("""
 """)
 
 _TURN = text("""
-    INSERT INTO owner_turns (owner, last_dispatch_time) VALUES (:owner, :now)
+    INSERT INTO owner_turns (owner, last_dispatch_time) SELECT unnest(CAST(:owners AS text[])), :now
     ON CONFLICT (owner) DO UPDATE SET last_dispatch_time = excluded.last_dispatch_time
 """)
 
@@ -114,27 +119,36 @@ class SqlQueue:
     async def claim(
         self, worker: str, lease_seconds: float, per_owner_cap: int, now: datetime
     ) -> tuple[Job, ExecutionSpec] | None:
+        claimed = await self.claim_many(worker, lease_seconds, per_owner_cap, now, 1)
+        return claimed[0] if claimed else None
+
+    async def claim_many(
+        self, worker: str, lease_seconds: float, per_owner_cap: int, now: datetime, limit: int
+    ) -> list[tuple[Job, ExecutionSpec]]:
         until = now + timedelta(seconds=lease_seconds)
         async with self.engine.begin() as connection:
-            row = (
+            taken = (
                 await connection.execute(_TAKE_OVER, {"worker": worker, "until": until, "now": now})
             ).first()
-            if row is None:
-                values = {
-                    "worker": worker,
-                    "until": until,
-                    "now": now,
-                    "cap": per_owner_cap,
-                    "sequence": next_sequence(0, now),
-                    "heads": HEADS_PER_OWNER,
-                }
-                row = (await connection.execute(_CLAIM, values)).first()
-                if row is None:
-                    row = (await connection.execute(_CLAIM_ANY, values)).first()
-                if row is None:
-                    return None
-                await connection.execute(_TURN, {"owner": row.owner, "now": now})
-        return codec.from_row(row), _spec(row)
+            if taken is not None:
+                return [(codec.from_row(taken), _spec(taken))]
+            values = {
+                "worker": worker,
+                "until": until,
+                "now": now,
+                "cap": per_owner_cap,
+                "sequence": next_sequence(0, now),
+                "heads": HEADS_PER_OWNER,
+                "limit": limit,
+            }
+            rows = (await connection.execute(_CLAIM, values)).all()
+            if not rows:
+                rows = (await connection.execute(_CLAIM_ANY, values)).all()
+            if rows:
+                owners = sorted({row.owner for row in rows})
+                await connection.execute(_TURN, {"owners": owners, "now": now})
+        rows.sort(key=lambda row: (-row.priority, row.create_time))
+        return [(codec.from_row(row), _spec(row)) for row in rows]
 
     async def release_leases(self, worker: str) -> None:
         """Lets other replicas take this worker's running jobs over at once (on a graceful stop)."""

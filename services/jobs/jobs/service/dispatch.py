@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,7 @@ class DispatchSettings:
     per_owner_cap: int = 2
     lease_seconds: float = 30.0
     idle_poll_seconds: float = 1.0
+    claim_batch: int = 8  # jobs claimed in one transaction when that many slots are free
     progress_persist_seconds: float = 1.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
@@ -74,10 +76,10 @@ class Dispatcher:
         listener = asyncio.create_task(self._listen())
         try:
             while True:
-                claimed = None
+                claimed = False
                 if len(self.running) < self.settings.concurrency:
                     claimed = await self._claim()
-                if claimed is None:
+                if not claimed:
                     self.wake.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.settings.idle_poll_seconds):
@@ -94,23 +96,28 @@ class Dispatcher:
         async for _ in self.notifier.queued_signals():
             self.wake.set()
 
-    async def _claim(self) -> tuple[Job, ExecutionSpec] | None:
+    async def _claim(self) -> bool:
+        """Claims as many jobs as there are free slots (up to a batch) and starts them; True if any."""
+        limit = min(self.settings.concurrency - len(self.running), self.settings.claim_batch)
         try:
-            claimed = await self.store.claim(
-                self.settings.worker, self.settings.lease_seconds, self.settings.per_owner_cap, self.clock()
+            claimed = await self.store.claim_many(
+                self.settings.worker,
+                self.settings.lease_seconds,
+                self.settings.per_owner_cap,
+                self.clock(),
+                limit,
             )
         except Exception as exc:  # the database is down: try again after the idle pause
             log.warning("dispatch.claim_failed", error=repr(exc)[:200])
-            return None
-        if claimed is not None:
-            job, spec = claimed
+            return False
+        for job, spec in claimed:
             log.info("job.dispatched", job=job.name, attempt=job.attempt_count)
             task = asyncio.create_task(self._attempt(job, spec), name=job.name)
             self.running[job.id] = task
-            task.add_done_callback(lambda _: self._finished(job.id))
-        return claimed
+            task.add_done_callback(functools.partial(self._finished, job.id))
+        return bool(claimed)
 
-    def _finished(self, job_id: str) -> None:
+    def _finished(self, job_id: str, _: object = None) -> None:
         self.running.pop(job_id, None)
         self.wake.set()
 

@@ -79,6 +79,12 @@ class JobStore(Protocol):
         """Ends every lease `worker` holds, so another replica re-attaches to its executions now."""
         ...
 
+    async def claim_many(
+        self, worker: str, lease_seconds: float, per_owner_cap: int, now: datetime, limit: int
+    ) -> list[tuple[Job, ExecutionSpec]]:
+        """Up to `limit` jobs to run, best first, in one transaction (a taken-over job comes alone)."""
+        ...
+
     async def renew(self, job_id: str, worker: str, lease_seconds: float) -> bool | None:
         """Extends the lease; None when it was lost, else whether a cancel was requested meanwhile."""
         ...
