@@ -23,6 +23,7 @@ ALL_METHODS = frozenset({"*"})
 IMPLEMENTED = {
     "comfyapi.jobs.v1.JobService": {
         "GetPreset",
+        "GetPresetPreview",
         "ListPresets",
         "CreateJob",
         "GetJob",

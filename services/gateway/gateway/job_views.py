@@ -17,8 +17,8 @@ from servicekit import errors, status
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
-# JobService names the workflow `workflow_json`; the REST body calls it `workflow`.
-FIELD_RENAMES = (("workflow_json", "workflow"),)
+# JobService's field names that REST spells differently: the workflow, and the idempotency key (a header).
+FIELD_RENAMES = (("workflow_json", "workflow"), ("request_id", "Idempotency-Key"))
 JOB_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 
 

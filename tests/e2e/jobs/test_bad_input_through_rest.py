@@ -212,3 +212,10 @@ async def test_scopes_and_ownership_are_enforced(stack: JobsStack, developer: De
     assert error_of(foreign, 404)["details"]["reason"] == "JOB_NOT_FOUND"
     assert error_of(no_upload, 403)["details"]["metadata"]["scope"] == "uploads:write"
     assert error_of(nobody, 401)["status"] == "UNAUTHENTICATED"
+
+
+async def test_a_malformed_idempotency_key_is_a_400_naming_the_header(developer: Developer) -> None:
+    reply = await developer.http.post(
+        "/api/v1/jobs", json={"workflow": quick_workflow()}, headers={"Idempotency-Key": "no spaces allowed"}
+    )
+    assert fields(error_of(reply, 400)) == ["Idempotency-Key"]

@@ -148,7 +148,7 @@ async def test_a_stream_started_mid_job_sends_heartbeats_while_nothing_changes(s
     ):
         lines = [line async for line in response.aiter_lines()]
     assert ": keep-alive" in lines
-    assert "event: succeeded" in lines
+    assert "event: succeeded" in lines, [line for line in lines if not line.startswith("data:")]
 
 
 async def test_generate_with_wait_answers_with_the_finished_job_and_its_outputs(developer: Developer) -> None:
@@ -250,3 +250,29 @@ async def test_one_owners_backlog_does_not_starve_another(stack: JobsStack) -> N
     )
     # One running job per owner on two dispatch slots: B waits for at most the one A job that frees a slot.
     assert len(a_started_meanwhile) <= 1
+
+
+async def test_jobs_are_listed_newest_first_filtered_and_paged(developer: Developer) -> None:
+    first = await submit(developer, {"workflow": quick_workflow(), "labels": {"batch": "a"}})
+    second = await submit(developer, {"workflow": quick_workflow(), "labels": {"batch": "b"}})
+    await events(developer.http, job_id(first))
+    await events(developer.http, job_id(second))
+    before = datetime.fromisoformat(first["create_time"])
+
+    page = await developer.http.get("/api/v1/jobs", params={"page_size": 1, "state": "succeeded"})
+    rest = await developer.http.get(
+        "/api/v1/jobs",
+        params={"page_size": 1, "state": "succeeded", "page_token": page.json()["next_page_token"]},
+    )
+    labelled = await developer.http.get("/api/v1/jobs", params={"label_selector": "batch=a"})
+    later = await developer.http.get(
+        "/api/v1/jobs", params={"created_after": (before + timedelta(microseconds=1)).isoformat()}
+    )
+    wrong_state = await developer.http.get("/api/v1/jobs", params={"state": "sleeping"})
+
+    assert [j["name"] for j in page.json()["jobs"]] == [second["name"]]
+    assert [j["name"] for j in rest.json()["jobs"]] == [first["name"]]
+    assert [j["name"] for j in labelled.json()["jobs"]] == [first["name"]]
+    assert [j["name"] for j in later.json()["jobs"]] == [second["name"]]
+    assert wrong_state.status_code == 400
+    assert wrong_state.json()["error"]["details"]["field_violations"][0]["field"] == "state"

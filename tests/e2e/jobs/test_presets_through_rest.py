@@ -23,7 +23,7 @@ async def run_preset(
     created = await dev.http.post("/api/v1/jobs", json=body)
     assert created.status_code == 201, created.text
     job = created.json()
-    assert job["state"] == "JOB_STATE_QUEUED"
+    assert job["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING")  # a free dispatcher may be quick
     assert created.headers["location"] == f"/api/v1/{job['name']}"
     return job, await events(dev.http, job_id(job))
 
