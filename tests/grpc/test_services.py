@@ -21,20 +21,7 @@ CONTRACTS = {
 }
 ALL_METHODS = frozenset({"*"})
 IMPLEMENTED = {
-    "comfyapi.jobs.v1.JobService": {
-        "GetPreset",
-        "GetPresetPreview",
-        "ListPresets",
-        "CreateJob",
-        "GetJob",
-        "ListJobs",
-        "CancelJob",
-        "WatchJob",
-        "ListWebhookDeliveries",
-        "RedeliverWebhook",
-        "GetWebhookSecret",
-        "RotateWebhookSecret",
-    },
+    "comfyapi.jobs.v1.JobService": ALL_METHODS,
     "comfyapi.billing.v1.BillingService": {
         "ListPlans",
         "GetPlan",
