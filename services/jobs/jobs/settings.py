@@ -19,6 +19,7 @@ class JobsSettings(ServiceSettings):
     presets_dir: str = ""
     billing_addr: str
     inference_addr: str
+    # Attempts this replica runs at once; 0 makes an admission-only replica that queues but never dispatches.
     dispatch_concurrency: int = 4
     max_running_per_owner: int = 2
     lease_seconds: float = 30.0
