@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ from tests.e2e.jobs.conftest import (
     slow_workflow,
     upload,
 )
+from tests.support.edge_gateway import running_edge
 from tests.support.infra import free_port
 from tests.support.jobs_stack import JobsStack
 
@@ -130,23 +132,20 @@ async def test_events_resume_after_last_event_id_without_losing_one(developer: D
     assert after_end == []
 
 
-async def test_a_stream_started_mid_job_sends_heartbeats_while_nothing_changes(stack: JobsStack) -> None:
+async def test_a_stream_sends_heartbeats_while_nothing_changes(stack: JobsStack) -> None:
     key = await stack.api_key(f"beat-{uuid.uuid4().hex[:6]}@example.com")
-    async with stack.client(key) as http:
-        job = (await http.post("/api/v1/jobs", json={"workflow": slow_workflow(blurs=2)})).json()
-    gateway_settings = stack.gateway.app.state.settings
-    assert gateway_settings.sse_heartbeat_seconds == 15.0
+    settings = stack.gateway.app.state.settings
+    assert settings.sse_heartbeat_seconds == 15.0
     # A second gateway with a short heartbeat, on the same services.
-    from dataclasses import replace
-
-    from tests.support.edge_gateway import running_edge
-
     async with (
-        running_edge(replace(gateway_settings, sse_heartbeat_seconds=0.2)) as quick,
+        running_edge(replace(settings, sse_heartbeat_seconds=0.2)) as quick,
         httpx.AsyncClient(base_url=quick.url, headers={"Authorization": f"Bearer {key}"}) as http,
-        http.stream("GET", f"/api/v1/jobs/{job_id(job)}/events") as response,
     ):
-        lines = [line async for line in response.aiter_lines()]
+        # The owner's one running slot is taken, so the watched job waits in silence for a few seconds.
+        await http.post("/api/v1/jobs", json={"workflow": slow_workflow(blurs=6)})
+        job = (await http.post("/api/v1/jobs", json={"workflow": quick_workflow()})).json()
+        async with http.stream("GET", f"/api/v1/jobs/{job_id(job)}/events") as response:
+            lines = [line async for line in response.aiter_lines()]
     assert ": keep-alive" in lines
     assert "event: succeeded" in lines, [line for line in lines if not line.startswith("data:")]
 
@@ -174,10 +173,6 @@ async def test_generate_with_wait_answers_with_the_finished_job_and_its_outputs(
 async def test_generate_that_outlasts_the_wait_is_a_202_to_poll(
     stack: JobsStack, developer: Developer
 ) -> None:
-    from dataclasses import replace
-
-    from tests.support.edge_gateway import running_edge
-
     settings = replace(stack.gateway.app.state.settings, generate_wait_seconds=0.3)
     async with (
         running_edge(settings) as short,
