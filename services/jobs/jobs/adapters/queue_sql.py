@@ -147,8 +147,8 @@ class SqlQueue:
             if rows:
                 owners = sorted({row.owner for row in rows})
                 await connection.execute(_TURN, {"owners": owners, "now": now})
-        rows.sort(key=lambda row: (-row.priority, row.create_time))
-        return [(codec.from_row(row), _spec(row)) for row in rows]
+        ordered = sorted(rows, key=lambda row: (-row.priority, row.create_time))
+        return [(codec.from_row(row), _spec(row)) for row in ordered]
 
     async def release_leases(self, worker: str) -> None:
         """Lets other replicas take this worker's running jobs over at once (on a graceful stop)."""
