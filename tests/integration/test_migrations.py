@@ -66,3 +66,36 @@ async def test_all_histories_share_one_database_without_colliding(empty_database
         await asyncio.to_thread(migrations.upgrade, schema.package, empty_database, schema.name)
     found = await tables(empty_database)
     assert found["__versions__"] == {f"{s.name}=1" for s in databases.SCHEMAS}
+
+
+async def test_billing_totals_start_from_the_reservations_already_written(empty_database: str) -> None:
+    await asyncio.to_thread(migrations.upgrade, "billing", empty_database, "billing", "0002")
+    connection = await asyncpg.connect(empty_database)
+    try:
+        rows = [
+            ("jobs/1", "users/a", 2, "committed"),
+            ("jobs/2", "users/a", 1, "reserved"),
+            ("jobs/3", "users/a", 5, "released"),
+            ("jobs/4", "users/b", 1, "reserved"),
+        ]
+        for job, owner, units, state in rows:
+            await connection.execute(
+                "insert into billing.reservations values "
+                "($1, $2, $3, $4, '2026-11-01T00:00:00Z', 'r', now(), now())",
+                job,
+                owner,
+                units,
+                state,
+            )
+        await asyncio.to_thread(migrations.upgrade, "billing", empty_database, "billing")
+        totals = await connection.fetch(
+            "select owner, committed, reserved from billing.usage_totals order by owner"
+        )
+        functions = await connection.fetch(
+            "select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+            "where n.nspname = 'billing' order by p.proname"
+        )
+    finally:
+        await connection.close()
+    assert [tuple(r) for r in totals] == [("users/a", 2, 1), ("users/b", 0, 1)]
+    assert [r["proname"] for r in functions] == ["reserve_units", "settle_units"]

@@ -3,6 +3,11 @@
 Every connection of a context's engine has `search_path` set to that context's schema only, so a
 context cannot read another's tables by accident; each context may also be pointed at its own
 database by URL.
+
+Connections are not pinged on checkout: that would cost a round trip on every use. A connection the
+server dropped (a restart, a failover) fails the one statement that finds it (UNAVAILABLE, see
+`servicekit.interceptors`); the pool then discards every connection made before, and the caller's retry
+gets a fresh one.
 """
 
 from __future__ import annotations
@@ -33,9 +38,13 @@ def create_engine(url: str, schema: str, *, pool_size: int = 5) -> AsyncEngine:
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         connect_args={"server_settings": {"search_path": f"{schema},public", "application_name": schema}},
     )
+
+
+def autocommit(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool without BEGIN and COMMIT around each use, for statements that are atomic alone."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

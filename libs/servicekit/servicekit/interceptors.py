@@ -1,9 +1,10 @@
 """gRPC interceptors: call context, one log line and metrics per call, and domain error mapping.
 
 The server interceptor reads the request id and principal from metadata into the call context, maps a
-DomainError raised by a servicer (unary or streaming) to a rich gRPC status, turns anything unexpected into
-INTERNAL without leaking its text, and records `rpc.finished` with code and duration. The client
-interceptors copy the context into outgoing metadata so it survives every hop.
+DomainError raised by a servicer (unary or streaming) to a rich gRPC status, a database connection found
+closed to UNAVAILABLE (retryable), anything else unexpected to INTERNAL without leaking its text, and
+records `rpc.finished` with code and duration. The client interceptors copy the context into outgoing
+metadata so it survives every hop.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
+from sqlalchemy.exc import DBAPIError
 
 from servicekit import context, errors, status
 from servicekit.logging import get_logger
@@ -41,6 +43,8 @@ class _Call:
 
     async def fail(self, exc: BaseException, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
         """Aborts the call with the status `exc` stands for; always raises."""
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            exc = errors.Unavailable("the database connection was lost; retry", reason="DATABASE_UNAVAILABLE")
         if isinstance(exc, errors.DomainError):
             self.finish(exc.code, reason=exc.reason)
             await ctx.abort(status.grpc_code(exc), exc.message, status.trailing_metadata(exc))

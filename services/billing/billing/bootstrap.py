@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from billing.adapters.ledger_sql import transactions
+from billing.adapters.ledger_sql import SqlLedgerStore
 from billing.adapters.plans_file import BUILTIN, load_plans
 from billing.adapters.tables import SCHEMA_NAME
 from billing.api.servicer import registration
@@ -24,7 +24,7 @@ async def build(settings: BillingSettings) -> ServiceApp:
     plans = PlanCatalog(
         load_plans(Path(settings.plans_file) if settings.plans_file else BUILTIN), settings.default_plan
     )
-    ledger = Ledger(transactions(engine), plans.plan_of)
+    ledger = Ledger(SqlLedgerStore(engine), plans.plan_of)
     return ServiceApp(
         name=settings.service_name,
         registrations=[registration(plans, ledger)],

@@ -28,6 +28,7 @@ from jobs.service.dispatch import Dispatcher, DispatchSettings
 from jobs.service.jobs import Jobs
 from jobs.service.maintenance import Reaper, Relay, usage_handlers
 from jobs.service.presets import PresetService
+from jobs.service.validation import CachedValidator
 from jobs.service.webhooks import Sender, SenderSettings, Webhooks, WebhookSecrets
 from jobs.settings import JobsSettings
 from servicekit import db, redis
@@ -79,7 +80,13 @@ async def build(settings: JobsSettings) -> ServiceApp:
         ),
     )
     admission = Admission(
-        store, presets, inference, billing, live, allowed_hosts, has_webhook_secret=secrets.configured
+        store,
+        presets,
+        CachedValidator(inference, settings.validation_cache_seconds),
+        billing,
+        live,
+        allowed_hosts,
+        has_webhook_secret=secrets.configured,
     )
     jobs = Jobs(store, live, inference.cancel)
     dispatcher = Dispatcher(

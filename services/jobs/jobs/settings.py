@@ -27,6 +27,8 @@ class JobsSettings(ServiceSettings):
     # An admission still unfinished after this long was left by a crashed replica: its reservation is
     # released and the row removed. Longer than any admission takes (a retry with the key resumes it before).
     admission_abandon_seconds: float = 120.0
+    # Seconds a workflow's verdict from inference is reused for the same bound workflow; 0 asks every time.
+    validation_cache_seconds: float = 30.0
     webhook_allowed_hosts: tuple[str, ...] = ()
     # Sealing keys of the webhook signing secrets, `v1:<base64 of 32 bytes>,...`; without them no secret can
     # be created, so jobs with a webhook are refused (WEBHOOK_SECRET_NOT_CONFIGURED).

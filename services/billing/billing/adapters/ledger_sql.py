@@ -1,88 +1,75 @@
-"""The usage ledger in PostgreSQL: one row per job, owner changes serialized by an advisory lock."""
+"""The usage ledger in PostgreSQL: reservations and per-period totals, changed by migration 0003's functions.
+
+Each change is one call of `reserve_units` or `settle_units` on an autocommit connection: the function's own
+transaction makes it atomic, and the owner's totals row serializes that owner's reservations.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, text
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from billing.adapters.tables import reservations
+from billing.adapters.tables import usage_totals
 from billing.domain.usage import Reservation, ReservationState
-from billing.service.ledger import Transaction
+from billing.service.ledger import Reserved
+from servicekit import db
+
+
+def _reservation(job: str, row: Any) -> Reservation | None:
+    if row is None or row.owner is None:
+        return None
+    return Reservation(
+        job=job,
+        owner=row.owner,
+        units=row.units,
+        state=ReservationState(row.state),
+        period_start=row.period_start,
+        request_id=row.request_id,
+        create_time=row.create_time,
+        update_time=row.update_time,
+    )
+
+
+RESERVE = text("SELECT * FROM reserve_units(:job, :owner, :units, :period_start, :quota, :request_id, :now)")
+SETTLE = text("SELECT * FROM settle_units(:job, :owner, :target, :now)")
 
 
 class SqlLedgerStore:
-    """The ledger's storage on one connection inside one transaction."""
+    """The LedgerStore port on PostgreSQL."""
 
-    def __init__(self, connection: AsyncConnection) -> None:
-        self.connection = connection
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = db.autocommit(engine)
 
-    async def lock_owner(self, owner: str) -> None:
-        await self.connection.execute(
-            text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"billing.owner:{owner}"}
-        )
-
-    async def get(self, job: str) -> Reservation | None:
-        row = (await self.connection.execute(select(reservations).where(reservations.c.job == job))).first()
-        if row is None:
-            return None
-        return Reservation(
-            job=row.job,
-            owner=row.owner,
-            units=row.units,
-            state=ReservationState(row.state),
-            period_start=row.period_start,
-            request_id=row.request_id,
-            create_time=row.create_time,
-            update_time=row.update_time,
-        )
-
-    async def save(self, reservation: Reservation) -> None:
-        values = {
-            "job": reservation.job,
-            "owner": reservation.owner,
-            "units": reservation.units,
-            "state": reservation.state.value,
-            "period_start": reservation.period_start,
-            "request_id": reservation.request_id,
-            "create_time": reservation.create_time,
-            "update_time": reservation.update_time,
+    async def reserve(self, candidate: Reservation, quota: int) -> Reserved:
+        arguments = {
+            "job": candidate.job,
+            "owner": candidate.owner,
+            "units": candidate.units,
+            "period_start": candidate.period_start,
+            "quota": quota,
+            "request_id": candidate.request_id,
+            "now": candidate.create_time,
         }
-        statement = insert(reservations).values(**values)
-        await self.connection.execute(
-            statement.on_conflict_do_update(
-                index_elements=[reservations.c.job],
-                set_={"state": statement.excluded.state, "update_time": statement.excluded.update_time},
-            )
-        )
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(RESERVE, arguments)).one()
+        reservation = _reservation(candidate.job, row)
+        return Reserved(row.created, reservation, row.committed_units, row.reserved_units)
+
+    async def settle(
+        self, owner: str, job: str, target: ReservationState, now: datetime
+    ) -> Reservation | None:
+        arguments = {"job": job, "owner": owner, "target": target.value, "now": now}
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(SETTLE, arguments)).first()
+        return _reservation(job, row)
 
     async def totals(self, owner: str, period_start: datetime) -> tuple[int, int]:
-        def units_in(state: ReservationState) -> Any:
-            return func.coalesce(
-                func.sum(case((reservations.c.state == state.value, reservations.c.units))), 0
-            )
-
-        row = (
-            await self.connection.execute(
-                select(units_in(ReservationState.COMMITTED), units_in(ReservationState.RESERVED)).where(
-                    reservations.c.owner == owner, reservations.c.period_start == period_start
-                )
-            )
-        ).one()
-        return int(row[0]), int(row[1])
-
-
-def transactions(engine: AsyncEngine) -> Transaction:
-    """A factory of transactions over `engine`, each yielding a ledger store; commits when the block ends."""
-
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[SqlLedgerStore]:
-        async with engine.begin() as connection:
-            yield SqlLedgerStore(connection)
-
-    return transaction
+        statement = select(usage_totals.c.committed, usage_totals.c.reserved).where(
+            usage_totals.c.owner == owner, usage_totals.c.period_start == period_start
+        )
+        async with self.engine.connect() as connection:
+            row = (await connection.execute(statement)).first()
+        return (int(row.committed), int(row.reserved)) if row else (0, 0)

@@ -20,3 +20,13 @@ reservations = Table(
     Column("update_time", DateTime(timezone=True), nullable=False),
     Index("reservations_owner_period", "owner", "period_start"),
 )
+
+# Kept by the `reserve_units` and `settle_units` functions (migration 0003), never written directly.
+usage_totals = Table(
+    "usage_totals",
+    metadata,
+    Column("owner", Text, primary_key=True),
+    Column("period_start", DateTime(timezone=True), primary_key=True),
+    Column("committed", BigInteger, nullable=False),
+    Column("reserved", BigInteger, nullable=False),
+)

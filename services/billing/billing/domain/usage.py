@@ -80,9 +80,12 @@ class Usage:
 
     def admit(self, units: int, now: datetime) -> None:
         """Raises ResourceExhausted (QUOTA_EXCEEDED, with the reset time) unless `units` fit."""
-        if units <= self.available:
-            return
-        raise errors.ResourceExhausted(
+        if units > self.available:
+            raise self.exhausted(now)
+
+    def exhausted(self, now: datetime) -> errors.ResourceExhausted:
+        """The refusal of a reservation that does not fit, naming the reset time."""
+        return errors.ResourceExhausted(
             f"the {self.plan_id} plan allows {self.quota} jobs per period; {self.used} used and "
             f"{self.reserved} reserved, resets at {self.period.end.isoformat()}",
             reason="QUOTA_EXCEEDED",

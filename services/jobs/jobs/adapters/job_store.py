@@ -1,7 +1,9 @@
 """Jobs in PostgreSQL: admission rows, reads, fenced state changes with their outbox messages.
 
 Every change a dispatcher makes to a running job is fenced by `lease_owner`, so a dispatcher that lost its
-lease (and whose job another replica took over) can never overwrite the newer state.
+lease (and whose job another replica took over) can never overwrite the newer state. A single statement runs
+on an autocommit connection (no BEGIN and COMMIT round trips); only a change with outbox messages needs a
+transaction.
 """
 
 from __future__ import annotations
@@ -10,9 +12,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobs.adapters import codec
@@ -20,6 +21,7 @@ from jobs.adapters.tables import jobs, outbox
 from jobs.domain.effects import OutboxMessage
 from jobs.domain.jobs import Job, JobState
 from jobs.service.ports import ExecutionSpec, JobFilter, PageCursor
+from servicekit import db
 
 
 async def write_outbox(connection: AsyncConnection, messages: Sequence[OutboxMessage], now: datetime) -> None:
@@ -41,14 +43,40 @@ async def write_outbox(connection: AsyncConnection, messages: Sequence[OutboxMes
         )
 
 
+def _queue_position() -> ColumnElement[int]:
+    """A queued job's place among the queued jobs by priority and age (1 is first); 0 for any other state."""
+    ahead = jobs.alias("ahead")
+    count = (
+        select(func.count())
+        .select_from(ahead)
+        .where(
+            ahead.c.state == JobState.QUEUED.value,
+            or_(
+                ahead.c.priority > jobs.c.priority,
+                and_(ahead.c.priority == jobs.c.priority, ahead.c.create_time < jobs.c.create_time),
+            ),
+        )
+        .scalar_subquery()
+    )
+    return case((jobs.c.state == JobState.QUEUED.value, count + 1), else_=0).label("queue_position")
+
+
+QUEUE_POSITION = _queue_position()
+
+
+def _job(row: Any) -> Job:
+    return codec.from_row(row, row.queue_position)
+
+
 class SqlJobStore:
     """The jobs table behind the service's JobStore port."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.single = db.autocommit(engine)
 
     async def find_by_request(self, owner: str, request_id: str) -> tuple[Job, str] | None:
-        async with self.engine.connect() as connection:
+        async with self.single.connect() as connection:
             row = (
                 await connection.execute(
                     select(jobs).where(jobs.c.owner == owner, jobs.c.request_id == request_id)
@@ -64,15 +92,24 @@ class SqlJobStore:
             "files": [[f, key] for f, key in spec.files],
             "next_attempt_time": job.create_time,
         }
-        try:
-            async with self.engine.begin() as connection:
-                await connection.execute(insert(jobs).values(**values))
-        except IntegrityError:
-            return False
-        return True
+        statement = pg_insert(jobs).values(**values).on_conflict_do_nothing().returning(jobs.c.id)
+        async with self.single.connect() as connection:
+            return (await connection.execute(statement)).first() is not None
+
+    async def enqueue(self, job: Job) -> Job | None:
+        values = {"state": job.state.value, "update_time": job.update_time, "sequence": job.sequence}
+        statement = (
+            update(jobs)
+            .where(jobs.c.id == job.id, jobs.c.state == JobState.ADMITTING.value)
+            .values(**values)
+            .returning(*jobs.c, QUEUE_POSITION)
+        )
+        async with self.single.connect() as connection:
+            row = (await connection.execute(statement)).first()
+        return _job(row) if row else None
 
     async def discard(self, job_id: str) -> None:
-        async with self.engine.begin() as connection:
+        async with self.single.connect() as connection:
             await connection.execute(
                 delete(jobs).where(jobs.c.id == job_id, jobs.c.state == JobState.ADMITTING)
             )
@@ -98,38 +135,21 @@ class SqlJobStore:
         fence = [jobs.c.id == job.id, jobs.c.state == expected.value]
         if worker is not None:
             fence.append(jobs.c.lease_owner == worker)
-        async with self.engine.begin() as connection:
-            result = await connection.execute(update(jobs).where(*fence).values(**values))
+        statement = update(jobs).where(*fence).values(**values)
+        async with self.engine.begin() if messages else self.single.connect() as connection:
+            result = await connection.execute(statement)
             if result.rowcount != 1:
                 return False
             await write_outbox(connection, messages, job.update_time)
         return True
 
     async def get(self, owner: str | None, job_id: str) -> Job | None:
-        async with self.engine.connect() as connection:
-            condition = [jobs.c.id == job_id, jobs.c.state != JobState.ADMITTING.value]
-            if owner is not None:
-                condition.append(jobs.c.owner == owner)
-            row = (await connection.execute(select(jobs).where(*condition))).first()
-            if row is None:
-                return None
-            return codec.from_row(row, await self._position(connection, row))
-
-    async def _position(self, connection: AsyncConnection, row: Any) -> int:
-        if row.state != JobState.QUEUED.value:
-            return 0
-        ahead = await connection.scalar(
-            select(func.count())
-            .select_from(jobs)
-            .where(
-                jobs.c.state == JobState.QUEUED.value,
-                or_(
-                    jobs.c.priority > row.priority,
-                    and_(jobs.c.priority == row.priority, jobs.c.create_time < row.create_time),
-                ),
-            )
-        )
-        return int(ahead or 0) + 1
+        condition = [jobs.c.id == job_id, jobs.c.state != JobState.ADMITTING.value]
+        if owner is not None:
+            condition.append(jobs.c.owner == owner)
+        async with self.single.connect() as connection:
+            row = (await connection.execute(select(jobs, QUEUE_POSITION).where(*condition))).first()
+        return _job(row) if row else None
 
     async def page(self, owner: str, where: JobFilter, size: int, cursor: PageCursor | None) -> list[Job]:
         conditions = [jobs.c.owner == owner, jobs.c.state != JobState.ADMITTING.value]
@@ -155,14 +175,19 @@ class SqlJobStore:
                     and_(jobs.c.create_time == cursor.create_time, jobs.c.id < cursor.job_id),
                 )
             )
-        statement = select(jobs).where(*conditions).order_by(jobs.c.create_time.desc(), jobs.c.id.desc())
-        async with self.engine.connect() as connection:
-            rows = (await connection.execute(statement.limit(size))).all()
-            return [codec.from_row(row, await self._position(connection, row)) for row in rows]
+        statement = (
+            select(jobs, QUEUE_POSITION)
+            .where(*conditions)
+            .order_by(jobs.c.create_time.desc(), jobs.c.id.desc())
+            .limit(size)
+        )
+        async with self.single.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [_job(row) for row in rows]
 
     async def overdue(self, now: datetime, limit: int) -> list[Job]:
         """Queued jobs whose deadline has passed."""
-        async with self.engine.connect() as connection:
+        async with self.single.connect() as connection:
             rows = (
                 await connection.execute(
                     select(jobs)
@@ -174,7 +199,7 @@ class SqlJobStore:
 
     async def stale_admissions(self, older_than: datetime, limit: int) -> list[Job]:
         """Admissions a crashed replica left half done."""
-        async with self.engine.connect() as connection:
+        async with self.single.connect() as connection:
             rows = (
                 await connection.execute(
                     select(jobs)

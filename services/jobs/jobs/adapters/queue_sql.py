@@ -17,6 +17,7 @@ from jobs.adapters import codec
 from jobs.domain.effects import SNAPSHOT
 from jobs.domain.jobs import Job, next_sequence
 from jobs.service.ports import ExecutionSpec, Outbox, OutboxItem
+from servicekit import db
 
 # Candidates per owner in the fast claim: enough that a few replicas claiming at once rarely all lock the
 # same heads and fall back to the exhaustive claim.
@@ -115,6 +116,7 @@ class SqlQueue:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self.single = db.autocommit(engine)
 
     async def claim(
         self, worker: str, lease_seconds: float, per_owner_cap: int, now: datetime
@@ -152,12 +154,12 @@ class SqlQueue:
 
     async def release_leases(self, worker: str) -> None:
         """Lets other replicas take this worker's running jobs over at once (on a graceful stop)."""
-        async with self.engine.begin() as connection:
+        async with self.single.connect() as connection:
             await connection.execute(_RELEASE, {"worker": worker, "now": datetime.now(UTC)})
 
     async def renew(self, job_id: str, worker: str, lease_seconds: float) -> bool | None:
         until = datetime.now(UTC) + timedelta(seconds=lease_seconds)
-        async with self.engine.begin() as connection:
+        async with self.single.connect() as connection:
             row = (await connection.execute(_RENEW, {"id": job_id, "worker": worker, "until": until})).first()
         return None if row is None else bool(row.cancel_requested)
 
@@ -182,11 +184,11 @@ class SqlOutbox(Outbox):
     """The outbox table; a claim hides a message from other relays until `hold_seconds` pass."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
+        self.engine = db.autocommit(engine)
 
     async def claim(self, topics: Sequence[str], limit: int, hold_seconds: float) -> list[OutboxItem]:
         now = datetime.now(UTC)
-        async with self.engine.begin() as connection:
+        async with self.engine.connect() as connection:
             rows = (
                 await connection.execute(
                     _CLAIM_OUTBOX,
@@ -201,13 +203,13 @@ class SqlOutbox(Outbox):
         return [OutboxItem(r.id, r.topic, r.key, _payload(r.payload), r.attempts) for r in rows]
 
     async def done(self, item_id: int) -> None:
-        async with self.engine.begin() as connection:
+        async with self.engine.connect() as connection:
             await connection.execute(
                 text("UPDATE outbox SET done_time = now() WHERE id = :id"), {"id": item_id}
             )
 
     async def retry(self, item_id: int, error: str, delay_seconds: float) -> None:
-        async with self.engine.begin() as connection:
+        async with self.engine.connect() as connection:
             await connection.execute(
                 text(
                     "UPDATE outbox SET available_time = now() + make_interval(secs => :delay), "

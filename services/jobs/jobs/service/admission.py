@@ -52,14 +52,21 @@ class Admission:
         self.has_webhook_secret = has_webhook_secret
 
     async def create(self, request: NewJob) -> Job:
-        """The new job, or the original one for a replayed idempotency key."""
+        """The new job, or the original one for a replayed idempotency key.
+
+        A replay is found when the insert meets the key, so a first request costs no lookup; a request that
+        cannot be planned (invalid, or inference unreachable) still finds the job its key made earlier.
+        """
         now = self.clock()
         requests.check(request, now, self.webhook_hosts)
         await self._check_webhook_secret(request)
         fingerprint = request.fingerprint()
-        if request.request_id and (earlier := await self._replay(request, fingerprint)) is not None:
-            return earlier
-        source, spec = await self._plan(request)
+        try:
+            source, spec = await self._plan(request)
+        except errors.DomainError:
+            if request.request_id and (earlier := await self._replay(request, fingerprint)) is not None:
+                return earlier
+            raise
         job = Job(
             id=uuid7(),
             owner=request.owner,
@@ -117,17 +124,17 @@ class Admission:
             await self.store.discard(job.id)
             raise
         now = self.clock()
-        queued = replace(
-            job, state=JobState.QUEUED, update_time=now, sequence=next_sequence(job.sequence, now)
+        queued = await self.store.enqueue(
+            replace(job, state=JobState.QUEUED, update_time=now, sequence=next_sequence(job.sequence, now))
         )
-        if not await self.store.save(queued, JobState.ADMITTING):
+        if queued is None:
             current = await self.store.get(job.owner, job.id)
             if current is None:
                 raise errors.Aborted("the admission was abandoned; retry", reason="ADMISSION_ABANDONED")
             return current
         log.info("job.queued", job=queued.name, owner=queued.owner)
         await self.notifier.publish(queued)
-        return await self.store.get(job.owner, job.id) or queued
+        return queued
 
     async def _plan(self, request: NewJob) -> tuple[Source, ExecutionSpec]:
         """The source summary and the bound workflow, validated against the backends' node catalogs."""
