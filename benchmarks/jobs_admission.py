@@ -52,10 +52,17 @@ class Phase:
 
 
 def cpu_times(stack: Stack) -> dict[str, float]:
+    """CPU seconds of each service, of every PostgreSQL server process and of this load generator."""
     found = {}
     for name, process in stack.processes.items():
         times = psutil.Process(process.pid).cpu_times()
         found[name] = times.user + times.system + times.children_user + times.children_system
+    found["postgres"] = 0.0
+    for server in psutil.process_iter(["name", "cpu_times"]):
+        if server.info["name"] == "postgres" and server.info["cpu_times"] is not None:
+            found["postgres"] += server.info["cpu_times"].user + server.info["cpu_times"].system
+    mine = psutil.Process().cpu_times()
+    found["client"] = mine.user + mine.system
     return found
 
 

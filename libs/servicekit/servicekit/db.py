@@ -32,12 +32,16 @@ def async_url(url: str) -> str:
     return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
 
 
-def create_engine(url: str, schema: str, *, pool_size: int = 5) -> AsyncEngine:
-    """An engine whose connections see only `schema` (plus `public` for extensions)."""
+def create_engine(url: str, schema: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An engine whose connections see only `schema` (plus `public` for extensions).
+
+    The pool holds at most `pool_size` connections and keeps them: a burst waits for one rather than
+    opening and closing overflow connections, each a new server process and handshake.
+    """
     return create_async_engine(
         async_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         connect_args={"server_settings": {"search_path": f"{schema},public", "application_name": schema}},
     )
 

@@ -9,10 +9,11 @@ transaction.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -62,6 +63,18 @@ def _queue_position() -> ColumnElement[int]:
 
 
 QUEUE_POSITION = _queue_position()
+# Admission's statements, built once: their parameters arrive with each execution.
+_INSERT = pg_insert(jobs).on_conflict_do_nothing().returning(jobs.c.id)
+_ENQUEUE = (
+    update(jobs)
+    .where(jobs.c.id == bindparam("job_id"), jobs.c.state == JobState.ADMITTING.value)
+    .values(
+        state=JobState.QUEUED.value,
+        update_time=bindparam("new_update_time"),
+        sequence=bindparam("new_sequence"),
+    )
+    .returning(QUEUE_POSITION)
+)
 
 
 def _job(row: Any) -> Job:
@@ -92,21 +105,14 @@ class SqlJobStore:
             "files": [[f, key] for f, key in spec.files],
             "next_attempt_time": job.create_time,
         }
-        statement = pg_insert(jobs).values(**values).on_conflict_do_nothing().returning(jobs.c.id)
         async with self.single.connect() as connection:
-            return (await connection.execute(statement)).first() is not None
+            return (await connection.execute(_INSERT, values)).first() is not None
 
     async def enqueue(self, job: Job) -> Job | None:
-        values = {"state": job.state.value, "update_time": job.update_time, "sequence": job.sequence}
-        statement = (
-            update(jobs)
-            .where(jobs.c.id == job.id, jobs.c.state == JobState.ADMITTING.value)
-            .values(**values)
-            .returning(*jobs.c, QUEUE_POSITION)
-        )
+        values = {"job_id": job.id, "new_update_time": job.update_time, "new_sequence": job.sequence}
         async with self.single.connect() as connection:
-            row = (await connection.execute(statement)).first()
-        return _job(row) if row else None
+            row = (await connection.execute(_ENQUEUE, values)).first()
+        return replace(job, queue_position=row.queue_position) if row else None
 
     async def discard(self, job_id: str) -> None:
         async with self.single.connect() as connection:

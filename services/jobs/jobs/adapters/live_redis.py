@@ -46,7 +46,10 @@ class RedisLive:
     async def publish(self, job: Job) -> None:
         await self._send(channel(job.id), {"sequence": job.sequence, "job": codec.to_json(job)})
         if job.state is JobState.QUEUED:
-            await self._send(QUEUED_CHANNEL, {"job": job.id})
+            await self.announce_queued()
+
+    async def announce_queued(self) -> None:
+        await self._send(QUEUED_CHANNEL, {})
 
     async def publish_preview(
         self, job_id: str, sequence: int, image: bytes, mime_type: str, node_id: str

@@ -133,7 +133,9 @@ class Admission:
                 raise errors.Aborted("the admission was abandoned; retry", reason="ADMISSION_ABANDONED")
             return current
         log.info("job.queued", job=queued.name, owner=queued.owner)
-        await self.notifier.publish(queued)
+        # No snapshot to send: a watcher can only have started once the job was visible, that is, queued, and
+        # it reads the database after subscribing.
+        await self.notifier.announce_queued()
         return queued
 
     async def _plan(self, request: NewJob) -> tuple[Source, ExecutionSpec]:

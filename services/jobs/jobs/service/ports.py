@@ -53,7 +53,7 @@ class JobStore(Protocol):
         ...
 
     async def enqueue(self, job: Job) -> Job | None:
-        """Moves an ADMITTING job to QUEUED as `job` says; the stored job with its queue position, or None
+        """Moves an ADMITTING job to QUEUED as `job` says; `job` with its queue position, or None
         when the admission was abandoned meanwhile."""
         ...
 
@@ -162,7 +162,13 @@ class Update:
 class Notifier(Protocol):
     """Live fan-out of job snapshots to every replica; may lose messages (watchers re-read the database)."""
 
-    async def publish(self, job: Job) -> None: ...
+    async def publish(self, job: Job) -> None:
+        """Sends a new snapshot to the job's watchers (and, for a queued job, wakes the dispatchers)."""
+        ...
+
+    async def announce_queued(self) -> None:
+        """Wakes the dispatchers of every replica: a job was queued."""
+        ...
 
     def queued_signals(self) -> AsyncIterator[None]:
         """Yields whenever some replica queued a job (at most about once a second without news)."""
