@@ -28,6 +28,7 @@ IMPLEMENTED = {
         "GetSubscription",
         "GetUsage",
         "ReserveUsage",
+        "BatchReserveUsage",
         "CommitUsage",
         "ReleaseUsage",
     },

@@ -54,14 +54,24 @@ def trailing_metadata(error: errors.DomainError) -> tuple[tuple[str, bytes], ...
 def from_rpc_error(exc: grpc.aio.AioRpcError) -> errors.DomainError:
     """Rebuilds the domain error a server raised; transport failures become Unavailable or Internal."""
     code = exc.code().name if exc.code() is not None else "UNKNOWN"
-    message = exc.details() or code
+    details = None
+    for key, value in exc.trailing_metadata() or ():
+        if key == DETAILS_KEY and isinstance(value, bytes):
+            details = status_pb2.Status.FromString(value)
+    return _rebuild(code, exc.details() or code, details)
+
+
+def from_status(status: status_pb2.Status) -> errors.DomainError:
+    """The domain error a `google.rpc.Status` made by `to_status` stands for."""
+    code = code_pb2.Code.Name(status.code)
+    return _rebuild(code, status.message or code, status)
+
+
+def _rebuild(code: str, message: str, status: status_pb2.Status | None) -> errors.DomainError:
     reason, metadata = code, {}
     violations: list[errors.FieldViolation] = []
     retry_after: float | None = None
-    for key, value in exc.trailing_metadata() or ():
-        if key != DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        status = status_pb2.Status.FromString(value)
+    if status is not None:
         for detail in status.details:
             if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
                 info = error_details_pb2.ErrorInfo()

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.rpc import status_pb2
 
 from comfyapi.billing.v1 import billing_service_pb2 as pb
 from comfyapi.billing.v1 import billing_service_pb2_grpc as pb_grpc
 from comfyapi.billing.v1 import usage_pb2
-from servicekit import context, status
+from servicekit import context, errors, status
 from servicekit.auth import service_principal
 from tests.support.servers import running_service
 
@@ -130,6 +131,63 @@ async def test_concurrent_admissions_never_exceed_the_quota(billing: pb_grpc.Bil
     assert len(admitted) == 3
     assert {r.code() for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
     assert (await usage_of(billing, ALICE)).reserved_units == 3
+
+
+async def reserve_batch(
+    stub: pb_grpc.BillingServiceStub, items: list[tuple[str, str]]
+) -> list[pb.ReserveUsageResponse | errors.DomainError]:
+    requests = [pb.ReserveUsageRequest(owner=o, job=j, units=1, request_id=f"req-{j}") for o, j in items]
+    answer = await stub.BatchReserveUsage(
+        pb.BatchReserveUsageRequest(requests=requests), metadata=metadata(JOBS_SERVICE)
+    )
+    return [
+        result.reserved
+        if result.HasField("reserved")
+        else status.from_status(status_pb2.Status.FromString(result.refusal))
+        for result in answer.results
+    ]
+
+
+async def test_a_batch_judges_each_reservation_on_its_own(billing: pb_grpc.BillingServiceStub) -> None:
+    await reserve(billing, "jobs/x")
+    items = [("users/alice", f"jobs/b{i}") for i in range(3)]
+    items[1:1] = [("users/bob", "jobs/x"), ("users/bob", "jobs/y"), ("users/alice", "jobs/x")]
+    results = await reserve_batch(billing, items)
+
+    assert [r.reservation.job if isinstance(r, pb.ReserveUsageResponse) else r.reason for r in results] == [
+        "jobs/b0",
+        "RESERVATION_MISMATCH",
+        "jobs/y",
+        "jobs/x",
+        "jobs/b1",
+        "QUOTA_EXCEEDED",
+    ]
+    exhausted = results[-1]
+    assert isinstance(exhausted, errors.ResourceExhausted)
+    assert exhausted.metadata["quota_units"] == "3"
+    assert exhausted.retry_after is not None
+    assert (await usage_of(billing, ALICE)).reserved_units == 3
+    assert (await usage_of(billing, BOB)).reserved_units == 1
+
+
+async def test_a_malformed_batch_names_the_item_and_reserves_nothing(
+    billing: pb_grpc.BillingServiceStub,
+) -> None:
+    requests = [
+        pb.ReserveUsageRequest(owner="users/alice", job="jobs/1", request_id="r"),
+        pb.ReserveUsageRequest(owner="users/alice", job="2", request_id="r"),
+    ]
+    with pytest.raises(grpc.aio.AioRpcError) as malformed:
+        await billing.BatchReserveUsage(
+            pb.BatchReserveUsageRequest(requests=requests), metadata=metadata(JOBS_SERVICE)
+        )
+    assert status.from_rpc_error(malformed.value).violations[0].field == "requests[1].job"
+    with pytest.raises(grpc.aio.AioRpcError) as too_many:
+        await billing.BatchReserveUsage(
+            pb.BatchReserveUsageRequest(requests=requests[:1] * 101), metadata=metadata(JOBS_SERVICE)
+        )
+    assert status.from_rpc_error(too_many.value).reason == "BATCH_TOO_LARGE"
+    assert (await usage_of(billing, ALICE)).reserved_units == 0
 
 
 async def test_the_same_job_with_another_owner_is_a_conflict(billing: pb_grpc.BillingServiceStub) -> None:

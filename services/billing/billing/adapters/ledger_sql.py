@@ -1,7 +1,9 @@
 """The usage ledger in PostgreSQL: reservations and per-period totals, changed by migration 0003's functions.
 
-Each change is one call of `reserve_units` or `settle_units` on an autocommit connection: the function's own
-transaction makes it atomic, and the owner's totals row serializes that owner's reservations.
+Each change is one statement on an autocommit connection calling `reserve_units` (once per job of a batch)
+or `settle_units`: the statement's own transaction makes it atomic, and the owner's totals row serializes
+that owner's reservations. A batch calls them in owner order, so two batches lock owners in the same order
+and never deadlock.
 """
 
 from __future__ import annotations
@@ -33,7 +35,15 @@ def _reservation(job: str, row: Any) -> Reservation | None:
     )
 
 
-RESERVE = text("SELECT * FROM reserve_units(:job, :owner, :units, :period_start, :quota, :request_id, :now)")
+RESERVE = text("""
+    SELECT r.* FROM unnest(
+        CAST(:jobs AS text[]), CAST(:owners AS text[]), CAST(:units AS bigint[]),
+        CAST(:period_starts AS timestamptz[]), CAST(:quotas AS bigint[]), CAST(:request_ids AS text[]),
+        CAST(:times AS timestamptz[])
+    ) WITH ORDINALITY AS x(job, owner, units, period_start, quota, request_id, at, place)
+    CROSS JOIN LATERAL reserve_units(x.job, x.owner, x.units, x.period_start, x.quota, x.request_id, x.at) r
+    ORDER BY x.place
+""")
 SETTLE = text("SELECT * FROM settle_units(:job, :owner, :target, :now)")
 
 
@@ -43,20 +53,25 @@ class SqlLedgerStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = db.autocommit(engine)
 
-    async def reserve(self, candidate: Reservation, quota: int) -> Reserved:
+    async def reserve(self, candidates: list[tuple[Reservation, int]]) -> list[Reserved]:
+        order = sorted(range(len(candidates)), key=lambda i: candidates[i][0].owner)
+        ordered = [candidates[i] for i in order]
         arguments = {
-            "job": candidate.job,
-            "owner": candidate.owner,
-            "units": candidate.units,
-            "period_start": candidate.period_start,
-            "quota": quota,
-            "request_id": candidate.request_id,
-            "now": candidate.create_time,
+            "jobs": [c.job for c, _ in ordered],
+            "owners": [c.owner for c, _ in ordered],
+            "units": [c.units for c, _ in ordered],
+            "period_starts": [c.period_start for c, _ in ordered],
+            "quotas": [quota for _, quota in ordered],
+            "request_ids": [c.request_id for c, _ in ordered],
+            "times": [c.create_time for c, _ in ordered],
         }
         async with self.engine.connect() as connection:
-            row = (await connection.execute(RESERVE, arguments)).one()
-        reservation = _reservation(candidate.job, row)
-        return Reserved(row.created, reservation, row.committed_units, row.reserved_units)
+            rows = (await connection.execute(RESERVE, arguments)).all()
+        found: dict[int, Reserved] = {}
+        for index, (candidate, _), row in zip(order, ordered, rows, strict=True):
+            reservation = _reservation(candidate.job, row)
+            found[index] = Reserved(row.created, reservation, row.committed_units, row.reserved_units)
+        return [found[i] for i in range(len(candidates))]
 
     async def settle(
         self, owner: str, job: str, target: ReservationState, now: datetime

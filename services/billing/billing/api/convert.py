@@ -8,6 +8,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from billing.domain.plans import Plan
 from billing.domain.usage import Period, Reservation, ReservationState, Usage
+from comfyapi.billing.v1 import billing_service_pb2 as pb
 from comfyapi.billing.v1 import plan_pb2, subscription_pb2, usage_pb2
 
 _STATES = {
@@ -82,3 +83,8 @@ def free_subscription(owner: str, plan: Plan, period: Period) -> subscription_pb
         current_period_start_time=timestamp(period.start),
         current_period_end_time=timestamp(period.end),
     )
+
+
+def reserved_to_proto(reservation: Reservation, usage: Usage) -> pb.ReserveUsageResponse:
+    """The answer of a reservation that was made or found."""
+    return pb.ReserveUsageResponse(reservation=reservation_to_proto(reservation), usage=usage_to_proto(usage))

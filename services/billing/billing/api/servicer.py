@@ -6,18 +6,25 @@ from typing import Any
 
 import grpc
 
-from billing.api.convert import free_subscription, plan_to_proto, reservation_to_proto, usage_to_proto
+from billing.api.convert import (
+    free_subscription,
+    plan_to_proto,
+    reservation_to_proto,
+    reserved_to_proto,
+    usage_to_proto,
+)
 from billing.domain.usage import ReservationState
-from billing.service.ledger import Ledger
+from billing.service.ledger import Ledger, Wanted
 from billing.service.plans import PlanCatalog
 from comfyapi.billing.v1 import billing_service_pb2 as pb
 from comfyapi.billing.v1 import billing_service_pb2_grpc as pb_grpc
-from servicekit import auth, errors
+from servicekit import auth, errors, status
 from servicekit.server import Registration, fill_unimplemented
 
 DESCRIPTOR = pb.DESCRIPTOR.services_by_name["BillingService"]
 Context = grpc.aio.ServicerContext[Any, Any]
 USAGE_READ = "usage:read"
+MAX_BATCH = 100
 
 
 def _name(value: str, prefix: str, field: str) -> str:
@@ -40,6 +47,22 @@ def _required(value: str, field: str) -> str:
             violations=(errors.FieldViolation(field, "required"),),
         )
     return value
+
+
+def _wanted(request: pb.ReserveUsageRequest, field: str = "") -> Wanted:
+    """The reservation a request asks for; `field` prefixes the field names of its violations."""
+    if request.units < 0:
+        raise errors.InvalidArgument(
+            "units must be at least 1",
+            reason="FIELD_INVALID",
+            violations=(errors.FieldViolation(f"{field}units", "must be >= 1"),),
+        )
+    return Wanted(
+        owner=_name(request.owner, "users", f"{field}owner"),
+        job=_name(request.job, "jobs", f"{field}job"),
+        units=request.units or 1,
+        request_id=_required(request.request_id, f"{field}request_id"),
+    )
 
 
 def _owner(requested: str) -> str:
@@ -87,21 +110,29 @@ class BillingServiceServicer(pb_grpc.BillingServiceServicer):
         self, request: pb.ReserveUsageRequest, context: Context
     ) -> pb.ReserveUsageResponse:
         auth.require_service()
-        if request.units < 0:
+        (outcome,) = await self.ledger.reserve([_wanted(request)])
+        if isinstance(outcome, errors.DomainError):
+            raise outcome
+        return reserved_to_proto(*outcome)
+
+    async def BatchReserveUsage(
+        self, request: pb.BatchReserveUsageRequest, context: Context
+    ) -> pb.BatchReserveUsageResponse:
+        auth.require_service()
+        if not 1 <= len(request.requests) <= MAX_BATCH:
             raise errors.InvalidArgument(
-                "units must be at least 1",
-                reason="FIELD_INVALID",
-                violations=(errors.FieldViolation("units", "must be >= 1"),),
+                f"a batch holds 1 to {MAX_BATCH} requests, got {len(request.requests)}",
+                reason="BATCH_TOO_LARGE" if request.requests else "FIELD_INVALID",
+                violations=(errors.FieldViolation("requests", f"1 to {MAX_BATCH} items"),),
             )
-        reservation, usage = await self.ledger.reserve(
-            _name(request.owner, "users", "owner"),
-            _name(request.job, "jobs", "job"),
-            request.units or 1,
-            _required(request.request_id, "request_id"),
-        )
-        return pb.ReserveUsageResponse(
-            reservation=reservation_to_proto(reservation), usage=usage_to_proto(usage)
-        )
+        wanted = [_wanted(item, f"requests[{i}].") for i, item in enumerate(request.requests)]
+        results = [
+            pb.ReserveUsageResult(refusal=status.to_status(outcome).SerializeToString())
+            if isinstance(outcome, errors.DomainError)
+            else pb.ReserveUsageResult(reserved=reserved_to_proto(*outcome))
+            for outcome in await self.ledger.reserve(wanted)
+        ]
+        return pb.BatchReserveUsageResponse(results=results)
 
     async def CommitUsage(self, request: pb.CommitUsageRequest, context: Context) -> pb.CommitUsageResponse:
         reservation = await self._settle(request.owner, request.job, ReservationState.COMMITTED)

@@ -26,11 +26,22 @@ class Reserved:
     reserved: int
 
 
+@dataclass(frozen=True)
+class Wanted:
+    """One reservation asked for: `units` of `owner`'s quota for `job`."""
+
+    owner: str
+    job: str
+    units: int
+    request_id: str
+
+
 class LedgerStore(Protocol):
     """The ledger's storage; the SQL adapter implements it with one database call per change."""
 
-    async def reserve(self, candidate: Reservation, quota: int) -> Reserved:
-        """Saves `candidate` unless its job already has a reservation or the units do not fit in `quota`."""
+    async def reserve(self, candidates: list[tuple[Reservation, int]]) -> list[Reserved]:
+        """Saves each candidate unless its job already has a reservation or its units do not fit in the
+        quota paired with it; candidates of one owner are judged in order, so a later one sees the earlier."""
 
     async def settle(
         self, owner: str, job: str, target: ReservationState, now: datetime
@@ -59,23 +70,40 @@ class Ledger:
         """The owner's current billing period (the calendar month until paid subscriptions exist)."""
         return calendar_month(self.clock())
 
-    async def reserve(self, owner: str, job: str, units: int, request_id: str) -> tuple[Reservation, Usage]:
-        """Holds `units` for `job`; a repeat for the same job returns the existing reservation."""
+    async def reserve(self, wanted: list[Wanted]) -> list[tuple[Reservation, Usage] | errors.DomainError]:
+        """Holds units for each job, each judged on its own; a repeat for a job returns its reservation."""
         now = self.clock()
-        plan, period = self.plan_of(owner), self.period(owner)
-        candidate = Reservation(
-            job, owner, units, ReservationState.RESERVED, period.start, request_id, now, now
-        )
-        outcome = await self.store.reserve(candidate, plan.monthly_job_quota)
-        usage = Usage(owner, plan.plan_id, outcome.used, outcome.reserved, plan.monthly_job_quota, period)
+        terms = [(self.plan_of(w.owner), self.period(w.owner)) for w in wanted]
+        candidates = [
+            (
+                Reservation(
+                    w.job, w.owner, w.units, ReservationState.RESERVED, period.start, w.request_id, now, now
+                ),
+                plan.monthly_job_quota,
+            )
+            for w, (plan, period) in zip(wanted, terms, strict=True)
+        ]
+        outcomes = await self.store.reserve(candidates)
+        judged: list[tuple[Reservation, Usage] | errors.DomainError] = []
+        for w, (plan, period), outcome in zip(wanted, terms, outcomes, strict=True):
+            usage = Usage(
+                w.owner, plan.plan_id, outcome.used, outcome.reserved, plan.monthly_job_quota, period
+            )
+            judged.append(self._judge(w, usage, outcome, now))
+        return judged
+
+    @staticmethod
+    def _judge(
+        wanted: Wanted, usage: Usage, outcome: Reserved, now: datetime
+    ) -> tuple[Reservation, Usage] | errors.DomainError:
         existing = outcome.reservation
         if existing is None:
-            raise usage.exhausted(now)
-        if not outcome.created and (existing.owner, existing.units) != (owner, units):
-            raise errors.AlreadyExists(
-                f"{job} is already reserved with another owner or unit count",
+            return usage.exhausted(now)
+        if not outcome.created and (existing.owner, existing.units) != (wanted.owner, wanted.units):
+            return errors.AlreadyExists(
+                f"{wanted.job} is already reserved with another owner or unit count",
                 reason="RESERVATION_MISMATCH",
-                metadata={"job": job},
+                metadata={"job": wanted.job},
             )
         return existing, usage
 

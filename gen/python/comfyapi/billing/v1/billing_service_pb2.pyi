@@ -442,6 +442,84 @@ class ReserveUsageResponse(_message.Message):
 Global___ReserveUsageResponse: _TypeAlias = ReserveUsageResponse  # noqa: Y015
 
 @_typing.final
+class BatchReserveUsageRequest(_message.Message):
+    """BatchReserveUsageRequest holds quota for several jobs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReserveUsageRequest]:
+        """The reservations to make, 1 to 100, each exactly as ReserveUsage takes it."""
+
+    def __init__(
+        self,
+        *,
+        requests: _abc.Iterable[Global___ReserveUsageRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchReserveUsageRequest: _TypeAlias = BatchReserveUsageRequest  # noqa: Y015
+
+@_typing.final
+class BatchReserveUsageResponse(_message.Message):
+    """BatchReserveUsageResponse carries one result per request, in the order of the requests."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReserveUsageResult]:
+        """The result of each request, in the order of the requests."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ReserveUsageResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchReserveUsageResponse: _TypeAlias = BatchReserveUsageResponse  # noqa: Y015
+
+@_typing.final
+class ReserveUsageResult(_message.Message):
+    """ReserveUsageResult is the outcome of one reservation of a batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESERVED_FIELD_NUMBER: _builtins.int
+    REFUSAL_FIELD_NUMBER: _builtins.int
+    refusal: _builtins.bytes
+    """The refusal ReserveUsage would have failed with (RESOURCE_EXHAUSTED reason QUOTA_EXCEEDED, ALREADY_EXISTS reason RESERVATION_MISMATCH, ...), a serialized google.rpc.Status with the same ErrorInfo and RetryInfo details as the grpc-status-details-bin trailer of a failed call."""
+    @_builtins.property
+    def reserved(self) -> Global___ReserveUsageResponse:
+        """The reservation and the usage after it, as ReserveUsage returns them."""
+
+    def __init__(
+        self,
+        *,
+        reserved: Global___ReserveUsageResponse | None = ...,
+        refusal: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "refusal", b"refusal", "reserved", b"reserved"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcome", b"outcome", "refusal", b"refusal", "reserved", b"reserved"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["reserved", "refusal"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___ReserveUsageResult: _TypeAlias = ReserveUsageResult  # noqa: Y015
+
+@_typing.final
 class CommitUsageRequest(_message.Message):
     """CommitUsageRequest settles a job's reservation as used."""
 

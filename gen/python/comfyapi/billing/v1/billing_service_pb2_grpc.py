@@ -78,6 +78,11 @@ class BillingServiceStub:
                 request_serializer=comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.ReserveUsageRequest.SerializeToString,
                 response_deserializer=comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.ReserveUsageResponse.FromString,
                 _registered_method=True)
+        self.BatchReserveUsage = channel.unary_unary(
+                '/comfyapi.billing.v1.BillingService/BatchReserveUsage',
+                request_serializer=comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.BatchReserveUsageRequest.SerializeToString,
+                response_deserializer=comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.BatchReserveUsageResponse.FromString,
+                _registered_method=True)
         self.CommitUsage = channel.unary_unary(
                 '/comfyapi.billing.v1.BillingService/CommitUsage',
                 request_serializer=comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.CommitUsageRequest.SerializeToString,
@@ -156,6 +161,13 @@ class BillingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchReserveUsage(self, request, context):
+        """Internal, called by jobs at admission: ReserveUsage for up to 100 jobs in one call, each judged on its own (one refused for quota leaves the others reserved); errors: INVALID_ARGUMENT reason FIELD_INVALID or BATCH_TOO_LARGE naming the malformed item, and then nothing is reserved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CommitUsage(self, request, context):
         """Internal, called by jobs' outbox relay when a job succeeds: turns the job's reservation into used units; idempotent (committing a committed reservation returns it); errors: NOT_FOUND reason RESERVATION_NOT_FOUND, FAILED_PRECONDITION reason RESERVATION_RELEASED.
         """
@@ -214,6 +226,11 @@ def add_BillingServiceServicer_to_server(servicer, server):
                     servicer.ReserveUsage,
                     request_deserializer=comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.ReserveUsageRequest.FromString,
                     response_serializer=comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.ReserveUsageResponse.SerializeToString,
+            ),
+            'BatchReserveUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchReserveUsage,
+                    request_deserializer=comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.BatchReserveUsageRequest.FromString,
+                    response_serializer=comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.BatchReserveUsageResponse.SerializeToString,
             ),
             'CommitUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.CommitUsage,
@@ -429,6 +446,33 @@ class BillingService:
             '/comfyapi.billing.v1.BillingService/ReserveUsage',
             comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.ReserveUsageRequest.SerializeToString,
             comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.ReserveUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchReserveUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/comfyapi.billing.v1.BillingService/BatchReserveUsage',
+            comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.BatchReserveUsageRequest.SerializeToString,
+            comfyapi_dot_billing_dot_v1_dot_billing__service__pb2.BatchReserveUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,8 @@ class BillingServiceStub:
     """Internal, called by the gateway for POST /webhooks/stripe: verifies the signature and applies the event exactly once by event id, in one transaction with its outbox messages; errors: INVALID_ARGUMENT reason STRIPE_SIGNATURE_INVALID (bad or stale signature) or STRIPE_PAYLOAD_INVALID, UNAVAILABLE (Stripe will redeliver)."""
     ReserveUsage: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ReserveUsageRequest, _billing_service_pb2.ReserveUsageResponse]
     """Internal, called by jobs at admission: holds units of the owner's quota for one job; idempotent by job (a repeat returns the existing reservation); errors: RESOURCE_EXHAUSTED reason QUOTA_EXCEEDED with ErrorInfo metadata quota_units, used_units, reserved_units and reset_time (RFC 3339, the period end) and RetryInfo until then, FAILED_PRECONDITION reason SUBSCRIPTION_UNPAID, ALREADY_EXISTS reason RESERVATION_MISMATCH (same job, different owner or units)."""
+    BatchReserveUsage: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.BatchReserveUsageRequest, _billing_service_pb2.BatchReserveUsageResponse]
+    """Internal, called by jobs at admission: ReserveUsage for up to 100 jobs in one call, each judged on its own (one refused for quota leaves the others reserved); errors: INVALID_ARGUMENT reason FIELD_INVALID or BATCH_TOO_LARGE naming the malformed item, and then nothing is reserved."""
     CommitUsage: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.CommitUsageRequest, _billing_service_pb2.CommitUsageResponse]
     """Internal, called by jobs' outbox relay when a job succeeds: turns the job's reservation into used units; idempotent (committing a committed reservation returns it); errors: NOT_FOUND reason RESERVATION_NOT_FOUND, FAILED_PRECONDITION reason RESERVATION_RELEASED."""
     ReleaseUsage: _grpc.UnaryUnaryMultiCallable[_billing_service_pb2.ReleaseUsageRequest, _billing_service_pb2.ReleaseUsageResponse]
@@ -91,6 +93,8 @@ class BillingServiceAsyncStub(BillingServiceStub):
     """Internal, called by the gateway for POST /webhooks/stripe: verifies the signature and applies the event exactly once by event id, in one transaction with its outbox messages; errors: INVALID_ARGUMENT reason STRIPE_SIGNATURE_INVALID (bad or stale signature) or STRIPE_PAYLOAD_INVALID, UNAVAILABLE (Stripe will redeliver)."""
     ReserveUsage: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ReserveUsageRequest, _billing_service_pb2.ReserveUsageResponse]  # type: ignore[assignment]
     """Internal, called by jobs at admission: holds units of the owner's quota for one job; idempotent by job (a repeat returns the existing reservation); errors: RESOURCE_EXHAUSTED reason QUOTA_EXCEEDED with ErrorInfo metadata quota_units, used_units, reserved_units and reset_time (RFC 3339, the period end) and RetryInfo until then, FAILED_PRECONDITION reason SUBSCRIPTION_UNPAID, ALREADY_EXISTS reason RESERVATION_MISMATCH (same job, different owner or units)."""
+    BatchReserveUsage: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.BatchReserveUsageRequest, _billing_service_pb2.BatchReserveUsageResponse]  # type: ignore[assignment]
+    """Internal, called by jobs at admission: ReserveUsage for up to 100 jobs in one call, each judged on its own (one refused for quota leaves the others reserved); errors: INVALID_ARGUMENT reason FIELD_INVALID or BATCH_TOO_LARGE naming the malformed item, and then nothing is reserved."""
     CommitUsage: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.CommitUsageRequest, _billing_service_pb2.CommitUsageResponse]  # type: ignore[assignment]
     """Internal, called by jobs' outbox relay when a job succeeds: turns the job's reservation into used units; idempotent (committing a committed reservation returns it); errors: NOT_FOUND reason RESERVATION_NOT_FOUND, FAILED_PRECONDITION reason RESERVATION_RELEASED."""
     ReleaseUsage: _aio.UnaryUnaryMultiCallable[_billing_service_pb2.ReleaseUsageRequest, _billing_service_pb2.ReleaseUsageResponse]  # type: ignore[assignment]
@@ -165,6 +169,14 @@ class BillingServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_billing_service_pb2.ReserveUsageResponse, _abc.Awaitable[_billing_service_pb2.ReserveUsageResponse]]:
         """Internal, called by jobs at admission: holds units of the owner's quota for one job; idempotent by job (a repeat returns the existing reservation); errors: RESOURCE_EXHAUSTED reason QUOTA_EXCEEDED with ErrorInfo metadata quota_units, used_units, reserved_units and reset_time (RFC 3339, the period end) and RetryInfo until then, FAILED_PRECONDITION reason SUBSCRIPTION_UNPAID, ALREADY_EXISTS reason RESERVATION_MISMATCH (same job, different owner or units)."""
+
+    @_abc_1.abstractmethod
+    def BatchReserveUsage(
+        self,
+        request: _billing_service_pb2.BatchReserveUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_billing_service_pb2.BatchReserveUsageResponse, _abc.Awaitable[_billing_service_pb2.BatchReserveUsageResponse]]:
+        """Internal, called by jobs at admission: ReserveUsage for up to 100 jobs in one call, each judged on its own (one refused for quota leaves the others reserved); errors: INVALID_ARGUMENT reason FIELD_INVALID or BATCH_TOO_LARGE naming the malformed item, and then nothing is reserved."""
 
     @_abc_1.abstractmethod
     def CommitUsage(
