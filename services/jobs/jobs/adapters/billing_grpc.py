@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import grpc
+from google.rpc import status_pb2
 
 from comfyapi.billing.v1 import billing_service_pb2 as pb
 from comfyapi.billing.v1 import billing_service_pb2_grpc as pb_grpc
@@ -18,10 +22,10 @@ class GrpcBilling:
         self.stub = pb_grpc.BillingServiceStub(channel)
         self.timeout = timeout
 
-    async def _call(self, method: str, request: object) -> None:
+    async def _call(self, method: str, request: object) -> Any:
         with context.bound(context.request_id(), SERVICE):
             try:
-                await getattr(self.stub, method)(request, timeout=self.timeout)
+                return await getattr(self.stub, method)(request, timeout=self.timeout)
             except grpc.aio.AioRpcError as exc:
                 error = status.from_rpc_error(exc)
                 if isinstance(error, errors.Unavailable | errors.DeadlineExceeded | errors.Internal):
@@ -32,10 +36,17 @@ class GrpcBilling:
                     ) from None
                 raise error from None
 
-    async def reserve(self, owner: str, job: str) -> None:
-        await self._call(
-            "ReserveUsage", pb.ReserveUsageRequest(owner=owner, job=job, units=1, request_id=job)
-        )
+    async def reserve(self, jobs: Sequence[tuple[str, str]]) -> list[errors.DomainError | None]:
+        requests = [
+            pb.ReserveUsageRequest(owner=owner, job=job, units=1, request_id=job) for owner, job in jobs
+        ]
+        answer = await self._call("BatchReserveUsage", pb.BatchReserveUsageRequest(requests=requests))
+        return [
+            status.from_status(status_pb2.Status.FromString(result.refusal))
+            if result.HasField("refusal")
+            else None
+            for result in answer.results
+        ]
 
     async def commit(self, owner: str, job: str) -> None:
         await self._call(

@@ -13,7 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, delete, func, literal, or_, select, update
+from sqlalchemy import ColumnElement, and_, case, delete, func, literal, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -63,18 +63,23 @@ def _queue_position() -> ColumnElement[int]:
 
 
 QUEUE_POSITION = _queue_position()
-# Admission's statements, built once: their parameters arrive with each execution.
 _INSERT = pg_insert(jobs).on_conflict_do_nothing().returning(jobs.c.id)
-_ENQUEUE = (
-    update(jobs)
-    .where(jobs.c.id == bindparam("job_id"), jobs.c.state == JobState.ADMITTING.value)
-    .values(
-        state=JobState.QUEUED.value,
-        update_time=bindparam("new_update_time"),
-        sequence=bindparam("new_sequence"),
+
+# Queues a batch of admitted jobs and counts, per priority, the jobs queued before it (the CTE sees the
+# table as it was before the update): enough to place every job of the batch without a count per job.
+_ENQUEUE = text("""
+    WITH ahead AS (
+        SELECT priority, count(*) AS queued FROM jobs WHERE state = 'queued' GROUP BY priority
+    ), moved AS (
+        UPDATE jobs SET state = 'queued', update_time = x.update_time, sequence = x.sequence
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:times AS timestamptz[]), CAST(:sequences AS bigint[]))
+            AS x(id, update_time, sequence)
+        WHERE jobs.id = x.id AND jobs.state = 'admitting'
+        RETURNING jobs.id
     )
-    .returning(QUEUE_POSITION)
-)
+    SELECT CAST(moved.id AS text) AS id, array(SELECT ARRAY[priority, queued] FROM ahead) AS by_priority
+    FROM moved
+""")
 
 
 def _job(row: Any) -> Job:
@@ -97,22 +102,39 @@ class SqlJobStore:
             ).first()
         return (codec.from_row(row), row.request_hash) if row else None
 
-    async def insert(self, job: Job, request_hash: str, spec: ExecutionSpec) -> bool:
+    async def insert(self, rows: Sequence[tuple[Job, str, ExecutionSpec]]) -> set[str]:
+        values = [
+            {
+                **codec.to_row(job),
+                "request_hash": request_hash,
+                "workflow_json": spec.workflow_json,
+                "files": [[f, key] for f, key in spec.files],
+                "next_attempt_time": job.create_time,
+            }
+            for job, request_hash, spec in rows
+        ]
+        async with self.single.connect() as connection:
+            return {str(row.id) for row in await connection.execute(_INSERT, values)}
+
+    async def enqueue(self, queued: Sequence[Job]) -> dict[str, Job]:
         values = {
-            **codec.to_row(job),
-            "request_hash": request_hash,
-            "workflow_json": spec.workflow_json,
-            "files": [[f, key] for f, key in spec.files],
-            "next_attempt_time": job.create_time,
+            "ids": [job.id for job in queued],
+            "times": [job.update_time for job in queued],
+            "sequences": [job.sequence for job in queued],
         }
         async with self.single.connect() as connection:
-            return (await connection.execute(_INSERT, values)).first() is not None
-
-    async def enqueue(self, job: Job) -> Job | None:
-        values = {"job_id": job.id, "new_update_time": job.update_time, "new_sequence": job.sequence}
-        async with self.single.connect() as connection:
-            row = (await connection.execute(_ENQUEUE, values)).first()
-        return replace(job, queue_position=row.queue_position) if row else None
+            rows = (await connection.execute(_ENQUEUE, values)).all()
+        if not rows:
+            return {}
+        moved = {row.id for row in rows}
+        before = {int(priority): int(count) for priority, count in rows[0].by_priority}
+        placed: dict[str, Job] = {}
+        # Best first: the batch queues behind every job of its priority or higher already queued.
+        for job in sorted(queued, key=lambda j: (-j.priority, j.create_time, j.id)):
+            if job.id in moved:
+                ahead = sum(n for priority, n in before.items() if priority >= job.priority) + len(placed)
+                placed[job.id] = replace(job, queue_position=ahead + 1)
+        return placed
 
     async def discard(self, job_id: str) -> None:
         async with self.single.connect() as connection:

@@ -3,12 +3,16 @@
 A job is written as ADMITTING before usage is reserved, and becomes QUEUED only after; a replica that dies in
 between leaves an ADMITTING row that a retry with the same key resumes, or that the reaper releases and
 removes. So a reservation never outlives its job, and no job runs unpaid.
+
+Concurrent admissions share those steps (see `servicekit.batching`): one insert, one BatchReserveUsage and
+one queueing update for all the jobs that arrived while the previous batch was being written. Each job is
+still judged on its own: one over quota is refused alone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from jobs.domain import requests, workflow
@@ -19,9 +23,20 @@ from jobs.domain.requests import NewJob
 from jobs.service.ports import Billing, ExecutionSpec, JobStore, Notifier, Validator
 from jobs.service.presets import PresetService
 from servicekit import errors
+from servicekit.batching import Batcher
 from servicekit.logging import get_logger
 
 log = get_logger("jobs.admission")
+MAX_BATCH = 64
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A job to admit: a new one with its workflow, or (spec None) one already written by an earlier try."""
+
+    job: Job
+    fingerprint: str = ""
+    spec: ExecutionSpec | None = None
 
 
 def _now() -> datetime:
@@ -50,6 +65,7 @@ class Admission:
         self.webhook_hosts = webhook_hosts
         self.clock = clock
         self.has_webhook_secret = has_webhook_secret
+        self.batches: Batcher[_Pending, Job | None] = Batcher(self._admit_batch, MAX_BATCH)
 
     async def create(self, request: NewJob) -> Job:
         """The new job, or the original one for a replayed idempotency key.
@@ -82,14 +98,15 @@ class Admission:
             update_time=now,
             sequence=next_sequence(0, now),
         )
-        if not await self.store.insert(job, fingerprint, spec):
-            earlier = await self._replay(request, fingerprint)
-            if earlier is None:
-                raise errors.Aborted(
-                    "a concurrent request with the same key changed; retry", reason="IDEMPOTENCY_RACE"
-                )
-            return earlier
-        return await self._admit(job)
+        admitted = await self._admit(_Pending(job, fingerprint, spec))
+        if admitted is not None:
+            return admitted
+        earlier = await self._replay(request, fingerprint)
+        if earlier is None:
+            raise errors.Aborted(
+                "a concurrent request with the same key changed; retry", reason="IDEMPOTENCY_RACE"
+            )
+        return earlier
 
     async def _check_webhook_secret(self, request: NewJob) -> None:
         """A webhook that could not be signed is refused up front rather than failing every delivery."""
@@ -114,29 +131,49 @@ class Admission:
                 metadata={"job": job.name},
             )
         if job.state is JobState.ADMITTING:
-            return await self._admit(job)
+            return await self._admit(_Pending(job))
         return await self.store.get(request.owner, job.id) or job
 
-    async def _admit(self, job: Job) -> Job:
-        try:
-            await self.billing.reserve(job.owner, job.name)
-        except errors.ResourceExhausted:
-            await self.store.discard(job.id)
-            raise
+    async def _admit(self, pending: _Pending) -> Job | None:
+        """The job queued (or as it is now); None when a new job's id or key was already taken."""
+        admitted = await self.batches.submit(pending)
+        if admitted is not None and admitted.state is JobState.QUEUED:
+            log.info("job.queued", job=admitted.name, owner=admitted.owner)
+        return admitted
+
+    async def _admit_batch(self, batch: list[_Pending]) -> list[Job | BaseException | None]:
+        """Writes the new jobs, reserves usage for all, queues those that got it; an outcome per job."""
+        new = [(p.job, p.fingerprint, p.spec) for p in batch if p.spec is not None]
+        written = await self.store.insert(new) if new else set()
+        admitting = [p.job for p in batch if p.spec is None or p.job.id in written]
+        refusals = await self.billing.reserve([(j.owner, j.name) for j in admitting]) if admitting else []
+        outcomes: dict[str, Job | BaseException] = {}
+        for job, refusal in zip(admitting, refusals, strict=True):
+            if isinstance(refusal, errors.ResourceExhausted):
+                await self.store.discard(job.id)
+            if refusal is not None:
+                outcomes[job.id] = refusal
         now = self.clock()
-        queued = await self.store.enqueue(
-            replace(job, state=JobState.QUEUED, update_time=now, sequence=next_sequence(job.sequence, now))
-        )
-        if queued is None:
-            current = await self.store.get(job.owner, job.id)
-            if current is None:
-                raise errors.Aborted("the admission was abandoned; retry", reason="ADMISSION_ABANDONED")
-            return current
-        log.info("job.queued", job=queued.name, owner=queued.owner)
-        # No snapshot to send: a watcher can only have started once the job was visible, that is, queued, and
-        # it reads the database after subscribing.
-        await self.notifier.announce_queued()
-        return queued
+        reserved = [
+            replace(j, state=JobState.QUEUED, update_time=now, sequence=next_sequence(j.sequence, now))
+            for j in admitting
+            if j.id not in outcomes
+        ]
+        queued = await self.store.enqueue(reserved) if reserved else {}
+        if queued:
+            # No snapshots to send: a watcher can only have started once its job was visible, that is, queued,
+            # and it reads the database after subscribing.
+            await self.notifier.announce_queued()
+        for job in reserved:
+            outcomes[job.id] = queued.get(job.id) or await self._abandoned(job)
+        return [outcomes.get(p.job.id) for p in batch]
+
+    async def _abandoned(self, job: Job) -> Job | BaseException:
+        """A job that was no longer ADMITTING when it was to be queued: as it is now, if it still exists."""
+        current = await self.store.get(job.owner, job.id)
+        if current is None:
+            return errors.Aborted("the admission was abandoned; retry", reason="ADMISSION_ABANDONED")
+        return current
 
     async def _plan(self, request: NewJob) -> tuple[Source, ExecutionSpec]:
         """The source summary and the bound workflow, validated against the backends' node catalogs."""

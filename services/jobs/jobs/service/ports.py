@@ -14,6 +14,7 @@ from typing import Protocol
 
 from jobs.domain.effects import OutboxMessage
 from jobs.domain.jobs import Artifact, Job, JobError, JobState, Progress
+from servicekit import errors
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,14 @@ class JobStore(Protocol):
 
     async def find_by_request(self, owner: str, request_id: str) -> tuple[Job, str] | None: ...
 
-    async def insert(self, job: Job, request_hash: str, spec: ExecutionSpec) -> bool:
-        """Writes a new ADMITTING job; False when the owner's request id (or the id) is already taken."""
+    async def insert(self, rows: Sequence[tuple[Job, str, ExecutionSpec]]) -> set[str]:
+        """Writes new ADMITTING jobs with their request hash and workflow; the ids of those written (a job
+        whose owner's request id, or whose id, is already taken is not)."""
         ...
 
-    async def enqueue(self, job: Job) -> Job | None:
-        """Moves an ADMITTING job to QUEUED as `job` says; `job` with its queue position, or None
-        when the admission was abandoned meanwhile."""
+    async def enqueue(self, queued: Sequence[Job]) -> dict[str, Job]:
+        """Moves ADMITTING jobs to QUEUED as each `queued` job says; by id, each one moved, with its queue
+        position (a job missing was no longer admitting: its admission was abandoned meanwhile)."""
         ...
 
     async def discard(self, job_id: str) -> None: ...
@@ -129,7 +131,9 @@ class Executor(Protocol):
 class Billing(Protocol):
     """The usage ledger of the billing context, keyed by job."""
 
-    async def reserve(self, owner: str, job: str) -> None: ...
+    async def reserve(self, jobs: Sequence[tuple[str, str]]) -> list[errors.DomainError | None]:
+        """Reserves a unit for each (owner, job name); the refusal of each, None where reserved."""
+        ...
 
     async def commit(self, owner: str, job: str) -> None: ...
 
