@@ -150,6 +150,40 @@ async def test_over_quota_is_refused_and_leaves_no_job(harness: JobsHarness) -> 
     assert len(listed) == QUOTA
 
 
+async def test_concurrent_admissions_are_each_judged_and_placed_in_the_queue(harness: JobsHarness) -> None:
+    harness.inference.hold = True
+    await harness.jobs.CreateJob(create_request("carol"), metadata=as_user("carol"))
+    await harness.inference.wait_started(1)
+    results = await asyncio.gather(
+        *(
+            harness.jobs.CreateJob(create_request("alice"), metadata=as_user("alice"))
+            for _ in range(QUOTA + 3)
+        ),
+        *(harness.jobs.CreateJob(create_request("bob"), metadata=as_user("bob")) for _ in range(2)),
+        return_exceptions=True,
+    )
+    created = [r.job for r in results if isinstance(r, pb.CreateJobResponse)]
+    refused = [status.from_rpc_error(r).reason for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert refused == ["QUOTA_EXCEEDED"] * 3
+    assert len(created) == QUOTA + 2
+    assert sorted(j.queue_position for j in created) == list(range(1, QUOTA + 3))
+    assert await harness.usage("alice") == (0, QUOTA)
+
+    urgent = (
+        await harness.jobs.CreateJob(
+            create_request("bob", priority=job_pb2.JOB_PRIORITY_HIGH), metadata=as_user("bob")
+        )
+    ).job
+    assert urgent.queue_position == 1
+    read = [
+        (
+            await harness.jobs.GetJob(pb.GetJobRequest(name=j.name), metadata=as_user(j.owner.split("/")[1]))
+        ).job
+        for j in created
+    ]
+    assert sorted(j.queue_position for j in read) == list(range(2, QUOTA + 4))
+
+
 async def test_another_users_job_is_not_found(harness: JobsHarness) -> None:
     created = (await harness.jobs.CreateJob(create_request(), metadata=as_user("alice"))).job
     for call in (
