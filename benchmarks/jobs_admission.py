@@ -28,8 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
-import psutil
-from jobs_stack import Stack, percentile, running_stack
+from jobs_stack import Stack, cpu_times, percentile, running_stack
 
 WORKFLOW = {
     "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
@@ -49,21 +48,6 @@ class Phase:
     @property
     def rate(self) -> float:
         return len(self.latencies_ms) / self.seconds
-
-
-def cpu_times(stack: Stack) -> dict[str, float]:
-    """CPU seconds of each service, of every PostgreSQL server process and of this load generator."""
-    found = {}
-    for name, process in stack.processes.items():
-        times = psutil.Process(process.pid).cpu_times()
-        found[name] = times.user + times.system + times.children_user + times.children_system
-    found["postgres"] = 0.0
-    for server in psutil.process_iter(["name", "cpu_times"]):
-        if server.info["name"] == "postgres" and server.info["cpu_times"] is not None:
-            found["postgres"] += server.info["cpu_times"].user + server.info["cpu_times"].system
-    mine = psutil.Process().cpu_times()
-    found["client"] = mine.user + mine.system
-    return found
 
 
 async def load(

@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
 import numpy as np
-from jobs_stack import Stack, percentile, running_stack
+from jobs_stack import Stack, cpu_times, percentile, running_stack
 from PIL import Image
 
 PRESET = "portrait_pro"
@@ -237,7 +237,8 @@ async def latency(stack: Stack, session: aiohttp.ClientSession, jobs: int, size:
 
 async def throughput(
     stack: Stack, session: aiohttp.ClientSession, keys: list[str], per_client: int, path: str
-) -> float:
+) -> tuple[float, dict[str, float]]:
+    """Jobs per second, and CPU milliseconds per job of every process that did work meanwhile."""
     rng = np.random.default_rng(99)
     images = [[noise_png(SIZES["small"], rng) for _ in range(per_client)] for _ in keys]
 
@@ -255,9 +256,10 @@ async def throughput(
             for image in images[index]:
                 await rest.generate(image)
 
-    began = time.perf_counter()
+    before, began = cpu_times(stack), time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(len(keys))))
-    return len(keys) * per_client / (time.perf_counter() - began)
+    elapsed, after, count = time.perf_counter() - began, cpu_times(stack), len(keys) * per_client
+    return count / elapsed, {n: (after[n] - before[n]) * 1e3 / count for n in after}
 
 
 def report(size: str, series: dict[str, Series]) -> None:
@@ -281,14 +283,19 @@ async def main(jobs: int, per_client: int) -> None:
                 report(size, await latency(stack, session, jobs, size))
             keys = [await asyncio.to_thread(stack.api_key) for _ in range(4)]
             rates: dict[str, list[float]] = {"direct": [], "rest": []}
+            cpu: dict[str, dict[str, float]] = {}
             await throughput(stack, session, keys, 3, "rest")  # warm-up
             for path in ("direct", "rest", "rest", "direct"):
-                rates[path].append(await throughput(stack, session, keys, per_client, path))
+                rate, cpu[path] = await throughput(stack, session, keys, per_client, path)
+                rates[path].append(rate)
             direct, rest = statistics.mean(rates["direct"]), statistics.mean(rates["rest"])
             print(f"\nthroughput, 4 concurrent clients x {per_client} small jobs, two rounds each")
             print(f"direct            {direct:7.2f} jobs/s   rounds {[round(r, 2) for r in rates['direct']]}")
             print(f"rest-generate     {rest:7.2f} jobs/s   rounds {[round(r, 2) for r in rates['rest']]}")
             print(f"ratio rest/direct {rest / direct:7.3f}  (target >= 0.98)")
+            for path, spent in cpu.items():
+                busy = ", ".join(f"{n} {ms:.1f}" for n, ms in spent.items() if ms >= 0.05)
+                print(f"CPU ms per job, {path} (last round): {busy}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -194,6 +196,26 @@ async def running_stack(
                 await asyncio.gather(*(p.stop() for p in reversed(stack.processes.values())))
                 if runtime is not None:
                     await runtime.stop()
+
+
+def cpu_times(stack: Stack) -> dict[str, float]:
+    """CPU seconds so far of each service, the local runtime, every PostgreSQL server process and this
+    process (the load generator)."""
+    found = {}
+    for name, process in stack.processes.items():
+        times = psutil.Process(process.pid).cpu_times()
+        found[name] = times.user + times.system + times.children_user + times.children_system
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "inference.runtime" in child.cmdline():
+                found["runtime"] = found.get("runtime", 0.0) + sum(child.cpu_times()[:2])
+    found["postgres"] = 0.0
+    for server in psutil.process_iter(["name", "cpu_times"]):
+        if server.info["name"] == "postgres" and server.info["cpu_times"] is not None:
+            found["postgres"] += server.info["cpu_times"].user + server.info["cpu_times"].system
+    mine = psutil.Process().cpu_times()
+    found["client"] = mine.user + mine.system
+    return found
 
 
 def percentile(values: list[float], fraction: float) -> float:

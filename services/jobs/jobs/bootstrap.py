@@ -109,6 +109,13 @@ async def build(settings: JobsSettings) -> ServiceApp:
         name=settings.service_name,
         registrations=[registration(presets, admission, jobs, webhooks, secrets)],
         dependencies=[db.dependency(engine), redis.dependency(cache)],
-        closers=[engine.dispose, cache.aclose, billing_channel.close, inference_channel.close, poster.aclose],
+        closers=[
+            engine.dispose,
+            live.aclose,
+            cache.aclose,
+            billing_channel.close,
+            inference_channel.close,
+            poster.aclose,
+        ],
         background=[dispatcher.run, reaper.run, relay.run, sender.run],
     )

@@ -2,6 +2,10 @@
 
 Redis is allowed to lose these (a flush, a restart): watchers re-read PostgreSQL whenever the channel is
 quiet, and dispatchers poll for queued jobs, so nothing but latency depends on it.
+
+All watchers of a replica share one subscriber connection: it subscribes to a job's channel while anyone
+watches the job, and a reader task hands each message, parsed once, to every watcher's inbox. A watcher too
+slow to keep up loses messages from a full inbox, which costs it at most a poll interval, never a state.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from jobs.adapters import codec
@@ -24,6 +29,7 @@ from servicekit.logging import get_logger
 log = get_logger("jobs.live")
 QUEUED_CHANNEL = "jobs:queued"
 POLL_SECONDS = 1.0
+INBOX_SIZE = 64
 
 
 def channel(job_id: str) -> str:
@@ -36,6 +42,9 @@ class RedisLive:
 
     def __init__(self, client: Redis) -> None:
         self.client = client
+        self.inboxes: dict[bytes, set[asyncio.Queue[Update]]] = {}
+        self.pubsub: PubSub | None = None
+        self.reader: asyncio.Task[None] | None = None
 
     async def _send(self, name: str, message: dict[str, object]) -> None:
         try:
@@ -66,26 +75,56 @@ class RedisLive:
 
     @asynccontextmanager
     async def subscribe(self, job_id: str) -> AsyncIterator[AsyncIterator[Update | None]]:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        name = channel(job_id).encode()
+        inbox: asyncio.Queue[Update] = asyncio.Queue(INBOX_SIZE)
+        watchers = self.inboxes.setdefault(name, set())
+        watchers.add(inbox)
         try:
-            await pubsub.subscribe(channel(job_id))
-        except RedisError as exc:
-            log.warning("live.subscribe_failed", error=repr(exc)[:200])
-        try:
-            yield self._updates(pubsub)
+            if len(watchers) == 1:
+                await self._command("subscribe", name)
+            yield _updates(inbox)
         finally:
-            with contextlib.suppress(RedisError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+            watchers.discard(inbox)
+            if not watchers:
+                del self.inboxes[name]
+                await self._command("unsubscribe", name)
 
-    async def _updates(self, pubsub: object) -> AsyncIterator[Update | None]:
+    async def _command(self, verb: str, name: bytes) -> None:
+        if self.pubsub is None:
+            self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await getattr(self.pubsub, verb)(name)
+        except RedisError as exc:
+            log.warning(f"live.{verb}_failed", error=repr(exc)[:200])
+            return
+        if self.reader is None:  # started once the connection exists
+            self.reader = asyncio.create_task(self._read(self.pubsub))
+
+    async def _read(self, pubsub: PubSub) -> None:
+        """Hands every message on the shared connection to the inboxes of its channel's watchers."""
         while True:
             try:
-                message = await pubsub.get_message(timeout=POLL_SECONDS)  # type: ignore[attr-defined]
-            except (RedisError, RuntimeError) as exc:
+                message = await pubsub.get_message(timeout=POLL_SECONDS)
+            except (RedisError, RuntimeError) as exc:  # RuntimeError: nothing subscribed yet
                 log.warning("live.receive_failed", error=repr(exc)[:200])
                 await asyncio.sleep(POLL_SECONDS)
-                message = None
-            yield _parse(message["data"]) if message else None
+                continue
+            watchers = self.inboxes.get(message["channel"], set()) if message else set()
+            update = _parse(message["data"]) if watchers else None
+            if update is None:
+                continue
+            for inbox in watchers:
+                with contextlib.suppress(asyncio.QueueFull):
+                    inbox.put_nowait(update)
+
+    async def aclose(self) -> None:
+        """Stops the shared subscriber."""
+        if self.reader is not None:
+            self.reader.cancel()
+            await asyncio.gather(self.reader, return_exceptions=True)
+        if self.pubsub is not None:
+            with contextlib.suppress(RedisError):
+                await self.pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def queued_signals(self) -> AsyncIterator[None]:
         while True:
@@ -98,6 +137,16 @@ class RedisLive:
             except RedisError as exc:
                 log.warning("live.queued_signals_failed", error=repr(exc)[:200])
                 await asyncio.sleep(POLL_SECONDS)
+
+
+async def _updates(inbox: asyncio.Queue[Update]) -> AsyncIterator[Update | None]:
+    """A watcher's updates, and None whenever none came for a poll interval."""
+    while True:
+        update: Update | None = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(POLL_SECONDS):
+                update = await inbox.get()
+        yield update
 
 
 def _parse(data: bytes | str) -> Update | None:

@@ -157,9 +157,8 @@ class Jobs:
 
     async def watch(self, owner: str, job_id: str, after: int, previews: bool) -> AsyncIterator[Snapshot]:
         """Snapshots newer than `after`, then one per change, ending after a terminal one."""
-        await self.get(owner, job_id)
         async with self.notifier.subscribe(job_id) as updates:
-            job = await self.get(owner, job_id)
+            job = await self.get(owner, job_id)  # read after subscribing, so no change falls in between
             last = after
             if job.sequence > last:
                 last = job.sequence
