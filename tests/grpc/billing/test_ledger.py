@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import grpc
 import pytest
 from google.rpc import status_pb2
@@ -196,6 +197,26 @@ async def test_the_same_job_with_another_owner_is_a_conflict(billing: pb_grpc.Bi
         await reserve(billing, "jobs/x", owner="users/bob")
     assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert status.from_rpc_error(raised.value).reason == "RESERVATION_MISMATCH"
+
+
+async def test_a_dropped_database_connection_fails_one_call_as_unavailable_and_the_next_works(
+    billing: pb_grpc.BillingServiceStub, database_url: str
+) -> None:
+    await reserve(billing, "jobs/1")
+    admin = await asyncpg.connect(database_url)
+    try:
+        dropped = await admin.fetchval(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity "
+            "where application_name = 'billing' and datname = current_database()"
+        )
+    finally:
+        await admin.close()
+    assert dropped >= 1
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await usage_of(billing, ALICE)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert status.from_rpc_error(raised.value).reason == "DATABASE_UNAVAILABLE"
+    assert (await usage_of(billing, ALICE)).reserved_units == 1
 
 
 async def test_only_services_move_units(billing: pb_grpc.BillingServiceStub) -> None:
