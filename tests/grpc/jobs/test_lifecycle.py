@@ -290,6 +290,22 @@ async def test_watch_streams_increasing_snapshots_to_the_end_and_resumes(harness
     assert resumed == [seen[-1]]
 
 
+async def test_a_terminal_only_watch_sends_just_the_outcome(harness: JobsHarness) -> None:
+    harness.inference.hold = True
+    created = (await harness.jobs.CreateJob(create_request(), metadata=as_user("alice"))).job
+
+    async def outcome() -> list[int]:
+        request = pb.WatchJobRequest(name=created.name, terminal_only=True)
+        return [r.job.state async for r in harness.jobs.WatchJob(request, metadata=as_user("alice"))]
+
+    waiting = asyncio.create_task(outcome())
+    await harness.inference.wait_started(1)
+    await asyncio.sleep(0.2)
+    harness.inference.execution(f"{created.name}/attempts/1").release.set()
+    assert await asyncio.wait_for(waiting, 20) == [job_pb2.JOB_STATE_SUCCEEDED]
+    assert await outcome() == [job_pb2.JOB_STATE_SUCCEEDED], "an ended job answers at once"
+
+
 async def test_owners_take_turns_so_one_owners_backlog_does_not_starve_another(harness: JobsHarness) -> None:
     harness.inference.hold = True
     alice = [

@@ -54,7 +54,9 @@ async def generate(
 async def _until_finished(request: Request, job: job_pb2.Job) -> job_pb2.Job:
     """The job once terminal, or as last seen when the wait limit passes first."""
     latest = job
-    call: Any = request.app.state.backends.jobs.WatchJob(jobs_pb.WatchJobRequest(name=job.name))
+    call: Any = request.app.state.backends.jobs.WatchJob(
+        jobs_pb.WatchJobRequest(name=job.name, terminal_only=True)
+    )
 
     async def follow() -> None:
         nonlocal latest

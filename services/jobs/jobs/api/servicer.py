@@ -161,7 +161,11 @@ class JobServiceServicer(pb_grpc.JobServiceServicer):
     ) -> AsyncIterator[pb.WatchJobResponse]:
         owner = _caller(READ).subject
         stream = self.jobs.watch(
-            owner, _job_id(request.name), request.after_sequence, request.include_previews
+            owner,
+            _job_id(request.name),
+            request.after_sequence,
+            request.include_previews,
+            request.terminal_only,
         )
         async for snapshot in stream:
             reply = pb.WatchJobResponse(sequence=snapshot.sequence, job=job_to_proto(snapshot.job))

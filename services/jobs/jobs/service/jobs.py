@@ -155,8 +155,15 @@ class Jobs:
         except errors.DomainError as exc:
             log.warning("job.interrupt_deferred", job=job.name, reason=exc.reason)
 
-    async def watch(self, owner: str, job_id: str, after: int, previews: bool) -> AsyncIterator[Snapshot]:
-        """Snapshots newer than `after`, then one per change, ending after a terminal one."""
+    async def watch(
+        self, owner: str, job_id: str, after: int, previews: bool, terminal_only: bool = False
+    ) -> AsyncIterator[Snapshot]:
+        """Snapshots newer than `after`, then one per change, ending after a terminal one (or only that)."""
+        async for snapshot in self._changes(owner, job_id, after, previews and not terminal_only):
+            if not terminal_only or snapshot.job.state.terminal:
+                yield snapshot
+
+    async def _changes(self, owner: str, job_id: str, after: int, previews: bool) -> AsyncIterator[Snapshot]:
         async with self.notifier.subscribe(job_id) as updates:
             job = await self.get(owner, job_id)  # read after subscribing, so no change falls in between
             last = after

@@ -29,7 +29,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#comfyapi/jobs/v1/jobs_service.proto\x12\x10\x63omfyapi.jobs.v1\x1a\x1a\x63omfyapi/jobs/v1/job.proto\x1a\x1d\x63omfyapi/jobs/v1/preset.proto\x1a\x1e\x63omfyapi/jobs/v1/webhook.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x03\n\x10\x43reateJobRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x06preset\x18\x02 \x01(\x0b\x32\".comfyapi.jobs.v1.PresetInvocationH\x00\x12\x17\n\rworkflow_json\x18\x03 \x01(\tH\x00\x12*\n\x06inputs\x18\x04 \x03(\x0b\x32\x1a.comfyapi.jobs.v1.JobInput\x12/\n\x08priority\x18\x05 \x01(\x0e\x32\x1d.comfyapi.jobs.v1.JobPriority\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07webhook\x18\x07 \x01(\x0b\x32\x1f.comfyapi.jobs.v1.WebhookConfig\x12>\n\x06labels\x18\x08 \x03(\x0b\x32..comfyapi.jobs.v1.CreateJobRequest.LabelsEntry\x12\r\n\x05owner\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06source\"I\n\x11\x43reateJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.comfyapi.jobs.v1.Job\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x1d\n\rGetJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"4\n\x0eGetJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.comfyapi.jobs.v1.Job\"\xf8\x01\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x06states\x18\x03 \x03(\x0e\x32\x1a.comfyapi.jobs.v1.JobState\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x0e\n\x06preset\x18\x05 \x01(\t\x12\x35\n\x11\x63reate_time_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63reate_time_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x10ListJobsResponse\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.comfyapi.jobs.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x10\x43\x61ncelJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x11\x43\x61ncelJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.comfyapi.jobs.v1.Job\"Q\n\x0fWatchJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x18\n\x10include_previews\x18\x03 \x01(\x08\"w\n\x10WatchJobResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\"\n\x03job\x18\x02 \x01(\x0b\x32\x15.comfyapi.jobs.v1.Job\x12-\n\x07preview\x18\x03 \x01(\x0b\x32\x1c.comfyapi.jobs.v1.JobPreview\";\n\x12ListPresetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x13ListPresetsResponse\x12)\n\x07presets\x18\x01 \x03(\x0b\x32\x18.comfyapi.jobs.v1.Preset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x10GetPresetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"=\n\x11GetPresetResponse\x12(\n\x06preset\x18\x01 \x01(\x0b\x32\x18.comfyapi.jobs.v1.Preset\"8\n\x17GetPresetPreviewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"L\n\x18GetPresetPreviewResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"U\n\x1cListWebhookDeliveriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"o\n\x1dListWebhookDeliveriesResponse\x12\x35\n\ndeliveries\x18\x01 \x03(\x0b\x32!.comfyapi.jobs.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x17RedeliverWebhookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"O\n\x18RedeliverWebhookResponse\x12\x33\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32!.comfyapi.jobs.v1.WebhookDelivery\"\x19\n\x17GetWebhookSecretRequest\"K\n\x18GetWebhookSecretResponse\x12/\n\x06secret\x18\x01 \x01(\x0b\x32\x1f.comfyapi.jobs.v1.WebhookSecret\"q\n\x1aRotateWebhookSecretRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12?\n\x1cprevious_secret_grace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"h\n\x1bRotateWebhookSecretResponse\x12/\n\x06secret\x18\x01 \x01(\x0b\x32\x1f.comfyapi.jobs.v1.WebhookSecret\x12\x18\n\x10plaintext_secret\x18\x02 \x01(\t2\x8e\t\n\nJobService\x12T\n\tCreateJob\x12\".comfyapi.jobs.v1.CreateJobRequest\x1a#.comfyapi.jobs.v1.CreateJobResponse\x12K\n\x06GetJob\x12\x1f.comfyapi.jobs.v1.GetJobRequest\x1a .comfyapi.jobs.v1.GetJobResponse\x12Q\n\x08ListJobs\x12!.comfyapi.jobs.v1.ListJobsRequest\x1a\".comfyapi.jobs.v1.ListJobsResponse\x12T\n\tCancelJob\x12\".comfyapi.jobs.v1.CancelJobRequest\x1a#.comfyapi.jobs.v1.CancelJobResponse\x12S\n\x08WatchJob\x12!.comfyapi.jobs.v1.WatchJobRequest\x1a\".comfyapi.jobs.v1.WatchJobResponse0\x01\x12Z\n\x0bListPresets\x12$.comfyapi.jobs.v1.ListPresetsRequest\x1a%.comfyapi.jobs.v1.ListPresetsResponse\x12T\n\tGetPreset\x12\".comfyapi.jobs.v1.GetPresetRequest\x1a#.comfyapi.jobs.v1.GetPresetResponse\x12i\n\x10GetPresetPreview\x12).comfyapi.jobs.v1.GetPresetPreviewRequest\x1a*.comfyapi.jobs.v1.GetPresetPreviewResponse\x12x\n\x15ListWebhookDeliveries\x12..comfyapi.jobs.v1.ListWebhookDeliveriesRequest\x1a/.comfyapi.jobs.v1.ListWebhookDeliveriesResponse\x12i\n\x10RedeliverWebhook\x12).comfyapi.jobs.v1.RedeliverWebhookRequest\x1a*.comfyapi.jobs.v1.RedeliverWebhookResponse\x12i\n\x10GetWebhookSecret\x12).comfyapi.jobs.v1.GetWebhookSecretRequest\x1a*.comfyapi.jobs.v1.GetWebhookSecretResponse\x12r\n\x13RotateWebhookSecret\x12,.comfyapi.jobs.v1.RotateWebhookSecretRequest\x1a-.comfyapi.jobs.v1.RotateWebhookSecretResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#comfyapi/jobs/v1/jobs_service.proto\x12\x10\x63omfyapi.jobs.v1\x1a\x1a\x63omfyapi/jobs/v1/job.proto\x1a\x1d\x63omfyapi/jobs/v1/preset.proto\x1a\x1e\x63omfyapi/jobs/v1/webhook.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\x03\n\x10\x43reateJobRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x34\n\x06preset\x18\x02 \x01(\x0b\x32\".comfyapi.jobs.v1.PresetInvocationH\x00\x12\x17\n\rworkflow_json\x18\x03 \x01(\tH\x00\x12*\n\x06inputs\x18\x04 \x03(\x0b\x32\x1a.comfyapi.jobs.v1.JobInput\x12/\n\x08priority\x18\x05 \x01(\x0e\x32\x1d.comfyapi.jobs.v1.JobPriority\x12,\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\x07webhook\x18\x07 \x01(\x0b\x32\x1f.comfyapi.jobs.v1.WebhookConfig\x12>\n\x06labels\x18\x08 \x03(\x0b\x32..comfyapi.jobs.v1.CreateJobRequest.LabelsEntry\x12\r\n\x05owner\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06source\"I\n\x11\x43reateJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.comfyapi.jobs.v1.Job\x12\x10\n\x08replayed\x18\x02 \x01(\x08\"\x1d\n\rGetJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"4\n\x0eGetJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.comfyapi.jobs.v1.Job\"\xf8\x01\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12*\n\x06states\x18\x03 \x03(\x0e\x32\x1a.comfyapi.jobs.v1.JobState\x12\x16\n\x0elabel_selector\x18\x04 \x01(\t\x12\x0e\n\x06preset\x18\x05 \x01(\t\x12\x35\n\x11\x63reate_time_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x63reate_time_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"P\n\x10ListJobsResponse\x12#\n\x04jobs\x18\x01 \x03(\x0b\x32\x15.comfyapi.jobs.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\" \n\x10\x43\x61ncelJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x11\x43\x61ncelJobResponse\x12\"\n\x03job\x18\x01 \x01(\x0b\x32\x15.comfyapi.jobs.v1.Job\"h\n\x0fWatchJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03\x12\x18\n\x10include_previews\x18\x03 \x01(\x08\x12\x15\n\rterminal_only\x18\x04 \x01(\x08\"w\n\x10WatchJobResponse\x12\x10\n\x08sequence\x18\x01 \x01(\x03\x12\"\n\x03job\x18\x02 \x01(\x0b\x32\x15.comfyapi.jobs.v1.Job\x12-\n\x07preview\x18\x03 \x01(\x0b\x32\x1c.comfyapi.jobs.v1.JobPreview\";\n\x12ListPresetsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x13ListPresetsResponse\x12)\n\x07presets\x18\x01 \x03(\x0b\x32\x18.comfyapi.jobs.v1.Preset\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"1\n\x10GetPresetRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"=\n\x11GetPresetResponse\x12(\n\x06preset\x18\x01 \x01(\x0b\x32\x18.comfyapi.jobs.v1.Preset\"8\n\x17GetPresetPreviewRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x05\"L\n\x18GetPresetPreviewResponse\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"U\n\x1cListWebhookDeliveriesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"o\n\x1dListWebhookDeliveriesResponse\x12\x35\n\ndeliveries\x18\x01 \x03(\x0b\x32!.comfyapi.jobs.v1.WebhookDelivery\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\";\n\x17RedeliverWebhookRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"O\n\x18RedeliverWebhookResponse\x12\x33\n\x08\x64\x65livery\x18\x01 \x01(\x0b\x32!.comfyapi.jobs.v1.WebhookDelivery\"\x19\n\x17GetWebhookSecretRequest\"K\n\x18GetWebhookSecretResponse\x12/\n\x06secret\x18\x01 \x01(\x0b\x32\x1f.comfyapi.jobs.v1.WebhookSecret\"q\n\x1aRotateWebhookSecretRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12?\n\x1cprevious_secret_grace_period\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"h\n\x1bRotateWebhookSecretResponse\x12/\n\x06secret\x18\x01 \x01(\x0b\x32\x1f.comfyapi.jobs.v1.WebhookSecret\x12\x18\n\x10plaintext_secret\x18\x02 \x01(\t2\x8e\t\n\nJobService\x12T\n\tCreateJob\x12\".comfyapi.jobs.v1.CreateJobRequest\x1a#.comfyapi.jobs.v1.CreateJobResponse\x12K\n\x06GetJob\x12\x1f.comfyapi.jobs.v1.GetJobRequest\x1a .comfyapi.jobs.v1.GetJobResponse\x12Q\n\x08ListJobs\x12!.comfyapi.jobs.v1.ListJobsRequest\x1a\".comfyapi.jobs.v1.ListJobsResponse\x12T\n\tCancelJob\x12\".comfyapi.jobs.v1.CancelJobRequest\x1a#.comfyapi.jobs.v1.CancelJobResponse\x12S\n\x08WatchJob\x12!.comfyapi.jobs.v1.WatchJobRequest\x1a\".comfyapi.jobs.v1.WatchJobResponse0\x01\x12Z\n\x0bListPresets\x12$.comfyapi.jobs.v1.ListPresetsRequest\x1a%.comfyapi.jobs.v1.ListPresetsResponse\x12T\n\tGetPreset\x12\".comfyapi.jobs.v1.GetPresetRequest\x1a#.comfyapi.jobs.v1.GetPresetResponse\x12i\n\x10GetPresetPreview\x12).comfyapi.jobs.v1.GetPresetPreviewRequest\x1a*.comfyapi.jobs.v1.GetPresetPreviewResponse\x12x\n\x15ListWebhookDeliveries\x12..comfyapi.jobs.v1.ListWebhookDeliveriesRequest\x1a/.comfyapi.jobs.v1.ListWebhookDeliveriesResponse\x12i\n\x10RedeliverWebhook\x12).comfyapi.jobs.v1.RedeliverWebhookRequest\x1a*.comfyapi.jobs.v1.RedeliverWebhookResponse\x12i\n\x10GetWebhookSecret\x12).comfyapi.jobs.v1.GetWebhookSecretRequest\x1a*.comfyapi.jobs.v1.GetWebhookSecretResponse\x12r\n\x13RotateWebhookSecret\x12,.comfyapi.jobs.v1.RotateWebhookSecretRequest\x1a-.comfyapi.jobs.v1.RotateWebhookSecretResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,37 +57,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CANCELJOBRESPONSE']._serialized_start=1185
   _globals['_CANCELJOBRESPONSE']._serialized_end=1240
   _globals['_WATCHJOBREQUEST']._serialized_start=1242
-  _globals['_WATCHJOBREQUEST']._serialized_end=1323
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1325
-  _globals['_WATCHJOBRESPONSE']._serialized_end=1444
-  _globals['_LISTPRESETSREQUEST']._serialized_start=1446
-  _globals['_LISTPRESETSREQUEST']._serialized_end=1505
-  _globals['_LISTPRESETSRESPONSE']._serialized_start=1507
-  _globals['_LISTPRESETSRESPONSE']._serialized_end=1596
-  _globals['_GETPRESETREQUEST']._serialized_start=1598
-  _globals['_GETPRESETREQUEST']._serialized_end=1647
-  _globals['_GETPRESETRESPONSE']._serialized_start=1649
-  _globals['_GETPRESETRESPONSE']._serialized_end=1710
-  _globals['_GETPRESETPREVIEWREQUEST']._serialized_start=1712
-  _globals['_GETPRESETPREVIEWREQUEST']._serialized_end=1768
-  _globals['_GETPRESETPREVIEWRESPONSE']._serialized_start=1770
-  _globals['_GETPRESETPREVIEWRESPONSE']._serialized_end=1846
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1848
-  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1933
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1935
-  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=2046
-  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_start=2048
-  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_end=2107
-  _globals['_REDELIVERWEBHOOKRESPONSE']._serialized_start=2109
-  _globals['_REDELIVERWEBHOOKRESPONSE']._serialized_end=2188
-  _globals['_GETWEBHOOKSECRETREQUEST']._serialized_start=2190
-  _globals['_GETWEBHOOKSECRETREQUEST']._serialized_end=2215
-  _globals['_GETWEBHOOKSECRETRESPONSE']._serialized_start=2217
-  _globals['_GETWEBHOOKSECRETRESPONSE']._serialized_end=2292
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=2294
-  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=2407
-  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=2409
-  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=2513
-  _globals['_JOBSERVICE']._serialized_start=2516
-  _globals['_JOBSERVICE']._serialized_end=3682
+  _globals['_WATCHJOBREQUEST']._serialized_end=1346
+  _globals['_WATCHJOBRESPONSE']._serialized_start=1348
+  _globals['_WATCHJOBRESPONSE']._serialized_end=1467
+  _globals['_LISTPRESETSREQUEST']._serialized_start=1469
+  _globals['_LISTPRESETSREQUEST']._serialized_end=1528
+  _globals['_LISTPRESETSRESPONSE']._serialized_start=1530
+  _globals['_LISTPRESETSRESPONSE']._serialized_end=1619
+  _globals['_GETPRESETREQUEST']._serialized_start=1621
+  _globals['_GETPRESETREQUEST']._serialized_end=1670
+  _globals['_GETPRESETRESPONSE']._serialized_start=1672
+  _globals['_GETPRESETRESPONSE']._serialized_end=1733
+  _globals['_GETPRESETPREVIEWREQUEST']._serialized_start=1735
+  _globals['_GETPRESETPREVIEWREQUEST']._serialized_end=1791
+  _globals['_GETPRESETPREVIEWRESPONSE']._serialized_start=1793
+  _globals['_GETPRESETPREVIEWRESPONSE']._serialized_end=1869
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_start=1871
+  _globals['_LISTWEBHOOKDELIVERIESREQUEST']._serialized_end=1956
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_start=1958
+  _globals['_LISTWEBHOOKDELIVERIESRESPONSE']._serialized_end=2069
+  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_start=2071
+  _globals['_REDELIVERWEBHOOKREQUEST']._serialized_end=2130
+  _globals['_REDELIVERWEBHOOKRESPONSE']._serialized_start=2132
+  _globals['_REDELIVERWEBHOOKRESPONSE']._serialized_end=2211
+  _globals['_GETWEBHOOKSECRETREQUEST']._serialized_start=2213
+  _globals['_GETWEBHOOKSECRETREQUEST']._serialized_end=2238
+  _globals['_GETWEBHOOKSECRETRESPONSE']._serialized_start=2240
+  _globals['_GETWEBHOOKSECRETRESPONSE']._serialized_end=2315
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_start=2317
+  _globals['_ROTATEWEBHOOKSECRETREQUEST']._serialized_end=2430
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_start=2432
+  _globals['_ROTATEWEBHOOKSECRETRESPONSE']._serialized_end=2536
+  _globals['_JOBSERVICE']._serialized_start=2539
+  _globals['_JOBSERVICE']._serialized_end=3705
 # @@protoc_insertion_point(module_scope)

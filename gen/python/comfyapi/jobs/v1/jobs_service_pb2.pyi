@@ -334,6 +334,7 @@ class WatchJobRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
     INCLUDE_PREVIEWS_FIELD_NUMBER: _builtins.int
+    TERMINAL_ONLY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The resource name of the job, in the form "jobs/{job_id}"."""
     after_sequence: _builtins.int
@@ -342,16 +343,21 @@ class WatchJobRequest(_message.Message):
     """
     include_previews: _builtins.bool
     """Whether to attach live preview images to snapshots while the job runs; false (the default) sends none."""
+    terminal_only: _builtins.bool
+    """Whether to send only the terminal snapshot (at once if the job has already ended), for a client that waits
+    for the outcome; false (the default) sends the current snapshot and every change after it.
+    """
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         after_sequence: _builtins.int = ...,
         include_previews: _builtins.bool = ...,
+        terminal_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "include_previews", b"include_previews", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_sequence", b"after_sequence", "include_previews", b"include_previews", "name", b"name", "terminal_only", b"terminal_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
