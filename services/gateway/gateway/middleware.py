@@ -1,4 +1,8 @@
-"""ASGI middleware of the edge: request id, call context, one access log line and metrics per request."""
+"""ASGI middleware of the edge: request id, call context, one access log line and metrics per request.
+
+Inner middleware that add response headers of their own (the edge's RateLimit-* fields) hand them to
+`add_response_headers`, so every response passes through one wrapper of `send` rather than one per layer.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,27 @@ from servicekit.metrics import Metrics
 
 log = get_logger("gateway.http")
 QUIET_PATHS = frozenset({"/health", "/ready", "/metrics"})
+# The scope key under which RequestContext collects the headers inner layers add to the response.
+RESPONSE_HEADERS_KEY = "gateway.response_headers"
+Headers = list[tuple[bytes, bytes]]
+
+
+def add_response_headers(scope: Scope, headers: Headers, send: Send) -> Send:
+    """Adds `headers` to the response unless it names them itself; returns the `send` to call on with.
+
+    Under RequestContext that is `send` unchanged (it adds them); without it, a wrapper that does.
+    """
+    collected: Headers | None = scope.get(RESPONSE_HEADERS_KEY)
+    if collected is not None:
+        collected.extend(headers)
+        return send
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = _merged(list(message.get("headers", [])), headers)
+        await send(message)
+
+    return send_with_headers
 
 
 class RequestContext:
@@ -26,16 +51,21 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        rid = context.clean_request_id(headers.get(b"x-request-id", b"").decode("latin-1"))
+        rid = context.clean_request_id(_request_id_header(scope))
         started = time.perf_counter()
         code = 500
+        added: Headers = []
+        scope[RESPONSE_HEADERS_KEY] = added
 
         async def send_with_id(message: Message) -> None:
             nonlocal code
             if message["type"] == "http.response.start":
                 code = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                headers = list(message.get("headers", []))
+                if added:
+                    headers = _merged(headers, added)
+                headers.append((b"x-request-id", rid.encode()))
+                message["headers"] = headers
             await send(message)
 
         with context.bound(rid, None):
@@ -56,3 +86,18 @@ class RequestContext:
                 status=code,
                 duration_ms=round(elapsed * 1000, 2),
             )
+
+
+def _request_id_header(scope: Scope) -> str:
+    found = b""
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            found = value  # the last one, should a client send several
+    return found.decode("latin-1")
+
+
+def _merged(headers: Headers, added: Headers) -> Headers:
+    """`headers` plus those of `added` whose names the response does not carry already."""
+    present = {name.lower() for name, _ in headers}
+    headers.extend(pair for pair in added if pair[0] not in present)
+    return headers

@@ -18,8 +18,8 @@ import asyncio
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -127,17 +127,17 @@ def parse_plan_limits(spec: str) -> dict[str, Limit]:
     return limits
 
 
-@dataclass(frozen=True)
-class Bucket:
-    """One bucket to charge: its Redis key and its limit."""
+class Bucket(NamedTuple):
+    """One bucket to charge: its Redis key and its limit (a tuple: built for every request)."""
 
     key: str
     limit: Limit
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome for the bucket that matters most: the refusing one, else the one closest to empty."""
+class Verdict(NamedTuple):
+    """The outcome for the bucket that matters most: the refusing one, else the one closest to empty.
+
+    A tuple, since one is made for every request."""
 
     allowed: bool
     limit: int
@@ -154,6 +154,17 @@ class Verdict:
         }
         if not self.allowed:
             headers["Retry-After"] = str(self.retry_after_seconds)
+        return headers
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """`headers()` as ASGI header pairs (lower-case names)."""
+        headers = [
+            (b"ratelimit-limit", b"%d" % self.limit),
+            (b"ratelimit-remaining", b"%d" % self.remaining),
+            (b"ratelimit-reset", b"%d" % self.reset_seconds),
+        ]
+        if not self.allowed:
+            headers.append((b"retry-after", b"%d" % self.retry_after_seconds))
         return headers
 
 
@@ -180,14 +191,25 @@ class RateLimiter:
         self._leases: dict[tuple[str, ...], _Lease] = {}
         self._refills: dict[tuple[str, ...], asyncio.Future[None]] = {}
 
+    def spend(self, key: tuple[str, ...]) -> Verdict | None:
+        """A token from the live lease of the buckets named `key` (their keys, in order), if it holds one.
+
+        The cheap path of `charge`, for callers that know the keys: None means `charge` must be called.
+        """
+        lease = self._leases.get(key)
+        if lease is not None and lease.tokens > 0 and self._clock() < lease.expires_at:
+            lease.tokens -= 1
+            return _with_spare(lease.verdict, lease.tokens)
+        return None
+
     async def charge(self, buckets: Sequence[Bucket]) -> Verdict | None:
         """Takes one token from every bucket if all have one, else none; None means Redis was not asked."""
-        key = tuple(b.key for b in buckets)
+        key = tuple([b.key for b in buckets])
         while True:
+            spent = self.spend(key)
+            if spent is not None:
+                return spent
             lease = self._leases.get(key)
-            if lease is not None and lease.tokens > 0 and self._clock() < lease.expires_at:
-                lease.tokens -= 1
-                return replace(lease.verdict, remaining=lease.verdict.remaining + lease.tokens)
             refill = self._refills.get(key)
             if refill is None:
                 break
@@ -218,7 +240,7 @@ class RateLimiter:
             self._leases = {k: v for k, v in self._leases.items() if v.expires_at > now}
         spare = raw[0] - 1
         self._leases[key] = _Lease(spare, size, now + LEASE_SECONDS, verdict)
-        return replace(verdict, remaining=verdict.remaining + spare)
+        return _with_spare(verdict, spare)
 
     async def peek(self, buckets: Sequence[Bucket]) -> Verdict | None:
         """Whether every bucket holds a token, without taking any; None means Redis was not asked."""
@@ -245,6 +267,12 @@ class RateLimiter:
         if now - self._warned_at >= WARN_EVERY_SECONDS:
             self._warned_at = now
             log.warning("ratelimit.unavailable", error=type(exc).__name__, action="requests pass unlimited")
+
+
+def _with_spare(verdict: Verdict, spare: int) -> Verdict:
+    # The tokens leased but not spent yet are still the caller's to use.
+    allowed, limit, remaining, reset_seconds, retry_after_seconds = verdict
+    return Verdict(allowed, limit, remaining + spare, reset_seconds, retry_after_seconds)
 
 
 def _lease_cap(buckets: Sequence[Bucket]) -> int:

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import grpc
@@ -28,6 +29,9 @@ from servicekit.logging import get_logger
 
 log = get_logger("gateway.auth")
 MAX_CREDENTIAL_LENGTH = 512
+# The kinds of credential, as the prefixes of their cache keys.
+API_KEY = "k:"
+SESSION = "s:"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,11 @@ class Authenticated:
     principal: Principal
     csrf_token: str = ""
     tags: frozenset[str] = frozenset()
+
+    @cached_property
+    def bucket_key(self) -> str:
+        """The credential's rate-limit bucket, such as `api_key:apiKeys/k1` (kept with the cached result)."""
+        return f"{self.principal.kind}:{self.principal.credential_id}"
 
 
 Outcome = Authenticated | errors.DomainError
@@ -68,8 +77,20 @@ class Authenticator:
             cap = min(cap, self._settings.auth_cache_fallback_ttl_seconds)
         return max(0.0, min(offered_seconds, cap))
 
+    def known(self, kind: str, credential: str) -> Authenticated | None:
+        """A cached, valid result for an API key (`kind` API_KEY) or a session token (SESSION), if any.
+
+        The cheap path of `api_key` and `session`, which must be asked when this answers None.
+        """
+        cached = self.cache.get(_digest(kind, credential))
+        return cached if isinstance(cached, Authenticated) else None
+
     async def api_key(self, key: str, client_ip: str) -> Authenticated:
         """The principal behind a bearer API key; raises Unauthenticated or ResourceExhausted."""
+        digest = _digest(API_KEY, key)
+        cached = self.cache.get(digest)
+        if isinstance(cached, Authenticated):
+            return cached
 
         async def fetch() -> Outcome:
             seen = self._revocations_seen
@@ -79,14 +100,16 @@ class Authenticator:
             principal = principals.from_proto(reply.principal)
             prefix = key.rsplit("_", 1)[0]
             found = Authenticated(principal, tags=principals.tags_of(principal, prefix))
-            return self._remember(
-                _digest("k", key), found, reply.cache_ttl.ToTimedelta().total_seconds(), seen
-            )
+            return self._remember(digest, found, reply.cache_ttl.ToTimedelta().total_seconds(), seen)
 
-        return await self._resolve(_digest("k", key), key, client_ip, fetch)
+        return await self._resolve(digest, key, client_ip, cached, fetch)
 
     async def session(self, token: str, client_ip: str) -> Authenticated:
         """The principal behind a session cookie; raises Unauthenticated or ResourceExhausted."""
+        digest = _digest(SESSION, token)
+        cached = self.cache.get(digest)
+        if isinstance(cached, Authenticated):
+            return cached
 
         async def fetch() -> Outcome:
             seen = self._revocations_seen
@@ -96,11 +119,9 @@ class Authenticator:
             )
             principal = principals.from_proto(reply.principal)
             found = Authenticated(principal, reply.csrf_token, principals.tags_of(principal))
-            return self._remember(
-                _digest("s", token), found, reply.cache_ttl.ToTimedelta().total_seconds(), seen
-            )
+            return self._remember(digest, found, reply.cache_ttl.ToTimedelta().total_seconds(), seen)
 
-        return await self._resolve(_digest("s", token), token, client_ip, fetch)
+        return await self._resolve(digest, token, client_ip, cached, fetch)
 
     def forget(self, tag: str) -> int:
         """Drops cached results a revocation concerns."""
@@ -113,11 +134,14 @@ class Authenticator:
         self.cache.clear()
 
     async def _resolve(
-        self, digest: str, credential: str, client_ip: str, fetch: Callable[[], Awaitable[Outcome]]
+        self,
+        digest: str,
+        credential: str,
+        client_ip: str,
+        cached: Outcome | None,
+        fetch: Callable[[], Awaitable[Outcome]],
     ) -> Authenticated:
-        cached = self.cache.get(digest)
-        if isinstance(cached, Authenticated):
-            return cached
+        """Answers a credential the cache does not hold as valid: a cached refusal, else identity's word."""
         await self._refuse_if_guessing(client_ip)
         outcome = cached or await self._single_flight(digest, credential, fetch)
         if isinstance(outcome, Authenticated):
@@ -175,4 +199,5 @@ class Authenticator:
 
 
 def _digest(kind: str, credential: str) -> str:
-    return hashlib.sha256(f"{kind}:{credential}".encode()).hexdigest()
+    # The cache is keyed by a digest so that it never holds a credential itself.
+    return hashlib.sha256((kind + credential).encode()).hexdigest()

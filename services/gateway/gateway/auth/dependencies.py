@@ -37,7 +37,7 @@ SECURITY_SCHEMES: dict[str, Any] = {
 SECURED: dict[str, Any] = {"security": [{"ApiKey": []}, {"Session": []}]}
 
 
-async def require_principal(request: Request) -> Authenticated:
+def caller(request: Request) -> Authenticated:
     """The authenticated caller; anonymous requests get 401."""
     found = authenticated(request)
     if found is None:
@@ -48,11 +48,16 @@ async def require_principal(request: Request) -> Authenticated:
     return found
 
 
+async def require_principal(request: Request) -> Authenticated:
+    """`caller` as a dependency."""
+    return caller(request)
+
+
 def require_scope(scope: str) -> Callable[[Request], Awaitable[Authenticated]]:
     """A dependency that requires a caller holding `scope` (sessions hold every scope)."""
 
     async def dependency(request: Request) -> Authenticated:
-        found = await require_principal(request)
+        found = caller(request)
         if not found.principal.has_scope(scope):
             raise errors.PermissionDenied(
                 f"this credential lacks the scope '{scope}'",

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from comfyapi.identity.v1 import identity_service_pb2_grpc as identity_grpc
-from gateway.auth.authenticator import Authenticator
+from gateway.auth.authenticator import Authenticated, Authenticator
 from gateway.auth.cache import TtlCache
 from gateway.auth.revocations import RevocationFeed
 from gateway.ratelimit import Limit, RateLimiter, parse_plan_limits
@@ -33,6 +33,8 @@ class Edge:
     plan_limits: dict[str, Limit]
     ip_limit: Limit
     profiles: TtlCache[dict[str, Any]]
+    # Rendered answers of `/api/v1/me` by credential, each with the cached results it was rendered from.
+    rendered: TtlCache[tuple[Authenticated, dict[str, Any], bytes]]
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -43,13 +45,15 @@ class Edge:
         holder: list[RevocationFeed] = []
         authenticator = Authenticator(identity, limiter, settings, lambda: holder[0].healthy)
         profiles: TtlCache[dict[str, Any]] = TtlCache(settings.auth_cache_size)
+        rendered: TtlCache[tuple[Authenticated, dict[str, Any], bytes]] = TtlCache(settings.auth_cache_size)
 
         def forget(tag: str) -> int:
-            return authenticator.forget(tag) + profiles.invalidate(tag)
+            return authenticator.forget(tag) + profiles.invalidate(tag) + rendered.invalidate(tag)
 
         def forget_all() -> None:
             authenticator.forget_all()
             profiles.clear()
+            rendered.clear()
 
         feed = RevocationFeed(redis, forget, forget_all)
         holder.append(feed)
@@ -62,6 +66,7 @@ class Edge:
             plan_limits=parse_plan_limits(settings.rate_limits),
             ip_limit=Limit.parse(settings.rate_limit_ip),
             profiles=profiles,
+            rendered=rendered,
         )
         edge._tasks.append(asyncio.create_task(feed.run(), name="revocation-feed"))
         return edge
@@ -70,6 +75,7 @@ class Edge:
         """Forgets a credential here at once and tells the other replicas."""
         self.authenticator.forget(f"{kind}:{name}")
         self.profiles.invalidate(f"{kind}:{name}")
+        self.rendered.invalidate(f"{kind}:{name}")
         await self.feed.publish(kind, name, user)
 
     async def redis_status(self) -> str:
