@@ -101,9 +101,7 @@ async def build(settings: JobsSettings) -> ServiceApp:
             retry=RetryPolicy(max_attempts=settings.max_attempts),
         ),
     )
-    reaper = Reaper(
-        store, billing, live, abandoned_after=timedelta(seconds=settings.admission_abandon_seconds)
-    )
+    reaper = Reaper(store, live, abandoned_after=timedelta(seconds=settings.admission_abandon_seconds))
     relay = Relay(SqlOutbox(engine), {**usage_handlers(billing), WEBHOOK: webhooks.record_event})
     return ServiceApp(
         name=settings.service_name,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, delete, func, literal, or_, select, text, update
@@ -141,6 +141,15 @@ class SqlJobStore:
             await connection.execute(
                 delete(jobs).where(jobs.c.id == job_id, jobs.c.state == JobState.ADMITTING)
             )
+
+    async def abandon(self, job_id: str, messages: Sequence[OutboxMessage]) -> bool:
+        fence = (jobs.c.id == job_id, jobs.c.state == JobState.ADMITTING.value)
+        async with self.engine.begin() as connection:
+            result = await connection.execute(delete(jobs).where(*fence))
+            if result.rowcount != 1:
+                return False
+            await write_outbox(connection, messages, datetime.now(UTC))
+        return True
 
     async def save(
         self,

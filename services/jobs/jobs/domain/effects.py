@@ -54,6 +54,11 @@ def on_finish(job: Job) -> list[OutboxMessage]:
     return messages
 
 
+def on_abandon(job: Job) -> list[OutboxMessage]:
+    """What an admission left half done owes: the units it may have reserved, given back."""
+    return [OutboxMessage(USAGE_RELEASE, job.id, {"owner": job.owner, "job": job.name})]
+
+
 def on_progress(job: Job) -> OutboxMessage:
     """A `job.progress` event with the job as it is now (rendered later, when the job has moved on)."""
     return OutboxMessage(

@@ -33,13 +33,11 @@ class Reaper:
     def __init__(
         self,
         store: JobStore,
-        billing: Billing,
         notifier: Notifier,
         clock: Callable[[], datetime] = _now,
         abandoned_after: timedelta = ABANDONED_AFTER,
     ) -> None:
         self.store = store
-        self.billing = billing
         self.notifier = notifier
         self.clock = clock
         self.abandoned_after = abandoned_after
@@ -56,11 +54,12 @@ class Reaper:
                 await self.notifier.publish(expired)
                 changed += 1
         for job in await self.store.stale_admissions(now - self.abandoned_after, limit=100):
-            with contextlib.suppress(errors.NotFound):  # the replica died before reserving
-                await self.billing.release(job.owner, job.name)
-            await self.store.discard(job.id)
-            log.info("job.admission_abandoned", job=job.name)
-            changed += 1
+            # The row goes first, with the release as an outbox message: a retry of the request that comes
+            # at the same moment either queued the job already (then nothing is removed) or finds it gone
+            # and is told to start over; it can never queue a job whose units were given back.
+            if await self.store.abandon(job.id, effects.on_abandon(job)):
+                log.info("job.admission_abandoned", job=job.name)
+                changed += 1
         return changed
 
     async def run(self, interval: float = 1.0) -> None:

@@ -59,7 +59,14 @@ class JobStore(Protocol):
         position (a job missing was no longer admitting: its admission was abandoned meanwhile)."""
         ...
 
-    async def discard(self, job_id: str) -> None: ...
+    async def discard(self, job_id: str) -> None:
+        """Removes an ADMITTING job that holds no reservation."""
+        ...
+
+    async def abandon(self, job_id: str, messages: Sequence[OutboxMessage]) -> bool:
+        """Removes an ADMITTING job and writes `messages` in the same transaction; False if it is no longer
+        admitting (a retry of its request queued it meanwhile)."""
+        ...
 
     async def save(
         self,
