@@ -29,12 +29,13 @@ class Batcher(Generic[Item, Result]):
         self.worker: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
-        """The outcome of `item`; if the caller gives up waiting, the item's batch still completes."""
+        """The outcome of `item`; if the caller gives up waiting, the item's batch still completes (the
+        batch runs in its own task; only the caller's future is cancelled)."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self.pending.append((item, future))
         if self.worker is None:
             self.worker = asyncio.create_task(self._drain())
-        return await asyncio.shield(future)
+        return await future
 
     async def _drain(self) -> None:
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
