@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicekit import context
@@ -40,12 +41,31 @@ def add_response_headers(scope: Scope, headers: Headers, send: Send) -> Send:
     return send_with_headers
 
 
+class _AccessLog:
+    """The access logger, bound once per logging configuration.
+
+    A module-level structlog logger assembles a new bound logger on every call (loggers are not cached, so
+    tests can reconfigure logging), a cost the one line per request would pay even when its level is off.
+    """
+
+    def __init__(self) -> None:
+        self._config: dict[str, Any] = {}
+        self._logger: Any = None
+
+    def get(self) -> Any:
+        config = structlog.get_config()
+        if config != self._config:
+            self._config, self._logger = config, log.bind()
+        return self._logger
+
+
 class RequestContext:
     """Binds a request id (the client's `X-Request-ID` when sane) and echoes it on the response."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
+        self.access_log = _AccessLog()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -79,7 +99,7 @@ class RequestContext:
         path = getattr(route, "path", None) or "unmatched"
         self.metrics.observe(f"{scope['method']} {path}", str(code), elapsed)
         if scope["path"] not in QUIET_PATHS:
-            log.info(
+            self.access_log.get().info(
                 "http.finished",
                 method=scope["method"],
                 path=path,
@@ -99,5 +119,7 @@ def _request_id_header(scope: Scope) -> str:
 def _merged(headers: Headers, added: Headers) -> Headers:
     """`headers` plus those of `added` whose names the response does not carry already."""
     present = {name.lower() for name, _ in headers}
-    headers.extend(pair for pair in added if pair[0] not in present)
+    for pair in added:
+        if pair[0] not in present:
+            headers.append(pair)
     return headers

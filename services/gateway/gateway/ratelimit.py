@@ -83,11 +83,14 @@ SKIP_AFTER_FAILURE_SECONDS = 1.0
 # Leasing: a busy bucket's tokens are taken from Redis a few at a time and spent in process. A lease starts at
 # one token and doubles each time one is used up before it expires, up to LEASE_FRACTION of the smallest
 # bucket, so buckets under 100 requests per window are always charged one token at a time (exact), and a
-# client that stops loses at most the unused part of one small lease.
+# client that stops loses at most the unused part of one small lease. A lease of four tokens or more is topped
+# up (doubling likewise) when it is down to TOP_UP_AT of its size, by the request that finds it there, while
+# the others go on spending what is left: a busy key's requests do not queue behind a Redis round trip.
 LEASE_FRACTION = 0.02
 MAX_LEASE = 64
 LEASE_SECONDS = 0.25
 MAX_LEASES = 10_000
+TOP_UP_AT = 0.25
 
 
 class LimitSpecError(ValueError):
@@ -176,6 +179,8 @@ class _Lease:
     size: int
     expires_at: float
     verdict: Verdict
+    # At or below this many tokens, the next request tops the lease up (0: only refilled once used up).
+    low: int = 0
 
 
 class RateLimiter:
@@ -197,10 +202,12 @@ class RateLimiter:
         The cheap path of `charge`, for callers that know the keys: None means `charge` must be called.
         """
         lease = self._leases.get(key)
-        if lease is not None and lease.tokens > 0 and self._clock() < lease.expires_at:
-            lease.tokens -= 1
-            return _with_spare(lease.verdict, lease.tokens)
-        return None
+        if lease is None or lease.tokens <= 0 or self._clock() >= lease.expires_at:
+            return None
+        if lease.tokens <= lease.low and key not in self._refills:
+            return None  # this caller is the one to top it up
+        lease.tokens -= 1
+        return _with_spare(lease.verdict, lease.tokens)
 
     async def charge(self, buckets: Sequence[Bucket]) -> Verdict | None:
         """Takes one token from every bucket if all have one, else none; None means Redis was not asked."""
@@ -209,18 +216,35 @@ class RateLimiter:
             spent = self.spend(key)
             if spent is not None:
                 return spent
-            lease = self._leases.get(key)
             refill = self._refills.get(key)
             if refill is None:
                 break
             # Another request is fetching this lease: wait for it rather than ask Redis as well.
             await asyncio.shield(refill)
+        lease = self._leases.get(key)
         refill = self._refills[key] = asyncio.get_running_loop().create_future()
         try:
+            if lease is not None and lease.tokens > 0 and self._clock() < lease.expires_at:
+                return await self._top_up(buckets, lease)
             return await self._refill(key, buckets, lease)
         finally:
             del self._refills[key]
             refill.set_result(None)
+
+    async def _top_up(self, buckets: Sequence[Bucket], lease: _Lease) -> Verdict:
+        """Spends a token of a lease that is running low, then leases more for the requests that follow."""
+        lease.tokens -= 1
+        spent = _with_spare(lease.verdict, lease.tokens)
+        size = min(_lease_cap(buckets), lease.size * 2)
+        raw = await self._run(buckets, size)
+        if raw is None or raw[0] < 1:
+            lease.low = 0  # Redis is down or the buckets are empty: spend what is left, then ask again
+            return spent
+        lease.tokens += raw[0]
+        lease.size, lease.low = size, _low_water(size)
+        lease.expires_at = self._clock() + LEASE_SECONDS
+        lease.verdict = _verdict(buckets, raw)
+        return spent
 
     async def _refill(
         self, key: tuple[str, ...], buckets: Sequence[Bucket], lease: _Lease | None
@@ -239,7 +263,7 @@ class RateLimiter:
         if len(self._leases) >= MAX_LEASES:
             self._leases = {k: v for k, v in self._leases.items() if v.expires_at > now}
         spare = raw[0] - 1
-        self._leases[key] = _Lease(spare, size, now + LEASE_SECONDS, verdict)
+        self._leases[key] = _Lease(spare, size, now + LEASE_SECONDS, verdict, _low_water(size))
         return _with_spare(verdict, spare)
 
     async def peek(self, buckets: Sequence[Bucket]) -> Verdict | None:
@@ -273,6 +297,10 @@ def _with_spare(verdict: Verdict, spare: int) -> Verdict:
     # The tokens leased but not spent yet are still the caller's to use.
     allowed, limit, remaining, reset_seconds, retry_after_seconds = verdict
     return Verdict(allowed, limit, remaining + spare, reset_seconds, retry_after_seconds)
+
+
+def _low_water(size: int) -> int:
+    return int(size * TOP_UP_AT) if size >= 4 else 0
 
 
 def _lease_cap(buckets: Sequence[Bucket]) -> int:

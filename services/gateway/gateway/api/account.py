@@ -73,20 +73,17 @@ async def me(request: Request) -> Response:
     # with bytes rendered once per credential and profile rather than encoding the same JSON each time.
     found = caller(request)
     edge = request.app.state.edge
-    profile = edge.profiles.get(found.principal.subject) or await _profile(request, found.principal.subject)
     rendered = edge.rendered.get(found.bucket_key)
-    if rendered is not None and rendered[0] is found and rendered[1] is profile:
-        body: bytes = rendered[2]
-    else:
-        body = _render_me(found, profile)
-        ttl = edge.authenticator.ttl(edge.settings.auth_cache_max_ttl_seconds)
-        edge.rendered.put(found.bucket_key, (found, profile, body), ttl, found.tags)
-    return Response(body, media_type="application/json")
+    if rendered is None or rendered[0] is not found:
+        rendered = await _render_me(request, found)
+    return Response(rendered[1], media_type="application/json")
 
 
-def _render_me(found: Authenticated, profile: dict[str, Any]) -> bytes:
-    """The body of /me, encoded as JSONResponse encodes."""
+async def _render_me(request: Request, found: Authenticated) -> tuple[Authenticated, bytes]:
+    """The body of /me, encoded as JSONResponse encodes, and kept as long as the profile it shows."""
+    edge = request.app.state.edge
     principal = found.principal
+    profile = edge.profiles.get(principal.subject) or await _profile(request, principal.subject)
     body: dict[str, Any] = {
         "user": profile,
         "principal": {
@@ -98,7 +95,10 @@ def _render_me(found: Authenticated, profile: dict[str, Any]) -> bytes:
     }
     if principal.kind == "session":
         body["csrf_token"] = found.csrf_token
-    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    encoded = json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    rendered = (found, encoded)
+    edge.rendered.put(found.bucket_key, rendered, edge.profiles.time_left(principal.subject), found.tags)
+    return rendered
 
 
 async def _profile(request: Request, subject: str) -> dict[str, Any]:

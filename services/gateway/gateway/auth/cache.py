@@ -47,6 +47,11 @@ class TtlCache(Generic[V]):
         self._entries.move_to_end(key)
         return entry.value
 
+    def time_left(self, key: str) -> float:
+        """Seconds until the entry under `key` expires; 0 when there is none."""
+        entry = self._entries.get(key)
+        return 0.0 if entry is None else max(0.0, entry.expires_at - self._clock())
+
     def put(self, key: str, value: V, ttl: float, tags: Iterable[str] = ()) -> None:
         """Stores `value` for `ttl` seconds; a ttl of 0 or less stores nothing."""
         self._drop(key)

@@ -33,8 +33,9 @@ class Edge:
     plan_limits: dict[str, Limit]
     ip_limit: Limit
     profiles: TtlCache[dict[str, Any]]
-    # Rendered answers of `/api/v1/me` by credential, each with the cached results it was rendered from.
-    rendered: TtlCache[tuple[Authenticated, dict[str, Any], bytes]]
+    # Rendered answers of `/api/v1/me` by credential, with the cached result they were rendered for; each
+    # expires with the profile it shows and is dropped with the credential or the user.
+    rendered: TtlCache[tuple[Authenticated, bytes]]
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -45,7 +46,7 @@ class Edge:
         holder: list[RevocationFeed] = []
         authenticator = Authenticator(identity, limiter, settings, lambda: holder[0].healthy)
         profiles: TtlCache[dict[str, Any]] = TtlCache(settings.auth_cache_size)
-        rendered: TtlCache[tuple[Authenticated, dict[str, Any], bytes]] = TtlCache(settings.auth_cache_size)
+        rendered: TtlCache[tuple[Authenticated, bytes]] = TtlCache(settings.auth_cache_size)
 
         def forget(tag: str) -> int:
             return authenticator.forget(tag) + profiles.invalidate(tag) + rendered.invalidate(tag)
