@@ -171,6 +171,11 @@ async def fill_queue(database_url: str, jobs: int, owners: int) -> None:
                 "update_time",
             ],
         )
+        # The owners' running totals, as reserving each of those jobs would have left them.
+        await connection.execute(
+            "INSERT INTO billing.usage_totals (owner, period_start, committed, reserved) "
+            "SELECT owner, period_start, 0, sum(units) FROM billing.reservations GROUP BY owner, period_start"
+        )
         await connection.execute("ANALYZE jobs.jobs; ANALYZE billing.reservations")
     finally:
         await connection.close()
