@@ -8,8 +8,8 @@ TEST_REDIS_URL, else the embedded servers the tests use). A user and an API key 
 `python -m identity create-user`. Then, each for `--duration` seconds at `--concurrency` connections:
 
 1. `GET /health` on gateway A: the baseline, no authentication, no rate limit;
-2. `GET /api/v1/me` with the key on gateway A: the cache-hit path (principal and profile cached in process,
-   one Redis EVALSHA for the rate-limit buckets);
+2. `GET /api/v1/me` with the key on gateway A: the cache-hit path (principal, profile and rendered answer
+   cached in process; both rate-limit buckets charged from a lease that one request in 64 tops up in Redis);
 3. `GET /api/v1/me` with the key on gateway B, whose cache is off (AUTH_CACHE_MAX_TTL_SECONDS=0): every
    request calls identity's AuthenticateApiKey and GetUser.
 

@@ -129,6 +129,29 @@ async def test_a_revocation_published_by_identity_empties_the_cache(
         assert await refused_within(client, key, seconds=1.0) < 1.0
 
 
+async def test_me_shows_a_changed_plan_and_profile_once_identity_announces_the_user_changed(
+    identity: Identity, gateway: RunningGateway, clean_redis: str
+) -> None:
+    state, _ = identity
+    user = state.add_user("fay@example.com")
+    key = state.add_key(user, scopes=("jobs:read",))
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        before = (await client.get("/api/v1/me", headers=bearer(key))).json()
+        state.users[user].plan_id, state.users[user].display_name = "pro", "Fay"
+        assert (await client.get("/api/v1/me", headers=bearer(key))).json() == before  # cached until told
+        redis = Redis.from_url(clean_redis)
+        await redis.publish(CHANNEL, json.dumps({"kind": "user", "name": user, "user": user}))
+        await redis.aclose()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while (after := (await client.get("/api/v1/me", headers=bearer(key))).json()) == before:
+            assert loop.time() - started < 1.0, "the cached answer outlived the user's change"
+            await asyncio.sleep(0.02)
+    assert (before["principal"]["plan"], before["user"]["display_name"]) == ("free", "fay")
+    assert (after["principal"]["plan"], after["user"]["display_name"]) == ("pro", "Fay")
+    assert state.calls["AuthenticateApiKey"] == state.calls["GetUser"] == 2
+
+
 async def test_a_browser_post_needs_the_sessions_csrf_token(
     identity: Identity, client: httpx.AsyncClient
 ) -> None:

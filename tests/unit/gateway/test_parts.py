@@ -1,12 +1,15 @@
-"""The edge's small parts on their own: limit specs, the tagged TTL cache, revocation messages."""
+"""The edge's small parts on their own: limit specs, the TTL cache, revocation messages, response headers."""
 
 from __future__ import annotations
 
 import pytest
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway.auth.cache import TtlCache
 from gateway.auth.revocations import parse
+from gateway.middleware import RequestContext, add_response_headers
 from gateway.ratelimit import Limit, LimitSpecError, parse_plan_limits
+from servicekit import metrics
 
 
 class Clock:
@@ -61,3 +64,42 @@ def test_revocation_messages_name_every_tag_they_carry() -> None:
     assert parse('{"kind":"grant","name":"grants/g"}') == []
     assert parse("not json") == []
     assert parse("[1]") == []
+
+
+async def test_edge_headers_reach_the_response_with_or_without_the_request_context() -> None:
+    limits = [(b"ratelimit-limit", b"60"), (b"ratelimit-remaining", b"59")]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        send = add_response_headers(scope, limits, send)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"ratelimit-limit", b"5")]})
+        await send({"type": "http.response.body", "body": b""})
+
+    for wrapped in (app, RequestContext(app, metrics.create("http"))):
+        sent: list[Message] = []
+        scope = {"type": "http", "method": "GET", "path": "/api/v1/x", "headers": []}
+        await wrapped(scope, receive_nothing, sent_to(sent))
+
+        headers = dict(sent[0]["headers"])
+        assert headers[b"ratelimit-limit"] == b"5"  # the response's own value wins
+        assert headers[b"ratelimit-remaining"] == b"59"
+
+
+def sent_to(messages: list[Message]) -> Send:
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    return send
+
+
+async def receive_nothing() -> Message:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def test_a_cache_entry_tells_how_long_it_has_left() -> None:
+    clock = Clock()
+    cache: TtlCache[int] = TtlCache(4, clock)
+    cache.put("a", 1, ttl=30)
+    clock.now += 10
+    assert (cache.time_left("a"), cache.time_left("b")) == (20, 0)
+    clock.now += 25
+    assert cache.time_left("a") == 0
