@@ -140,7 +140,8 @@ class Bucket(NamedTuple):
 class Verdict(NamedTuple):
     """The outcome for the bucket that matters most: the refusing one, else the one closest to empty.
 
-    A tuple, since one is made for every request."""
+    A tuple, since one is made for every request.
+    """
 
     allowed: bool
     limit: int

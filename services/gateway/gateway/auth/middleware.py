@@ -42,7 +42,7 @@ class EdgeAuth:
     """Pure ASGI middleware, so the context it binds is the one the endpoint runs in.
 
     It runs on every guarded request, so it reads the raw ASGI headers rather than building a Request, and
-    a credential the cache holds, charged against a live lease of its buckets, costs no await at all.
+    a credential the cache holds, charged against a live lease of its buckets, waits for nothing.
     """
 
     def __init__(self, app: ASGIApp) -> None:
