@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -34,6 +35,20 @@ class Command(Generic[S]):
     help: str
     run: Callable[[S, argparse.Namespace], Coroutine[Any, Any, int]]
     arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+
+
+# Each request allocates hundreds of short-lived containers that reference counting frees. At CPython's
+# default young-generation threshold (700) the overlap of concurrent requests alone sets off a collection
+# every few requests, each walking objects still in use; at this one such collections are rare, and what
+# little cyclic garbage a service makes still goes after at most this many net allocations.
+YOUNG_GENERATION_THRESHOLD = 10_000
+
+
+def freeze_startup_heap() -> None:
+    """Leaves what start-up built (modules, routes, schemas, clients), which lives as long as the process,
+    out of every later garbage collection, and makes young-generation collections rarer."""
+    gc.freeze()
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,7 @@ class ServiceMain(Generic[S]):
             return self._migrate(settings, args)
         if args.command in self.commands:
             return asyncio.run(self.commands[args.command].run(settings, args))
+        freeze_startup_heap()
         asyncio.run(self._serve(settings))
         return 0
 

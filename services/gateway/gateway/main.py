@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 
@@ -13,13 +12,8 @@ from gateway.app import create_app
 from gateway.ratelimit import LimitSpecError, check_limits
 from gateway.settings import GatewaySettings
 from servicekit import logging
+from servicekit.cli import freeze_startup_heap
 from servicekit.settings import SettingsError, load
-
-# Each request allocates hundreds of short-lived containers that reference counting frees. At CPython's
-# default young-generation threshold (700) the overlap of concurrent requests alone sets off a collection
-# every few requests, each walking objects still in use; at this one such collections are rare, and what
-# little cyclic garbage the gateway makes still goes after at most this many net allocations.
-YOUNG_GENERATION_THRESHOLD = 10_000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,9 +39,6 @@ def main(argv: list[str] | None = None) -> int:
             server_header=False,
         )
     )
-    # Whatever was built at start-up (modules, routes, schemas) lives as long as the process: leave it out of
-    # every later collection.
-    gc.freeze()
-    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+    freeze_startup_heap()
     server.run()
     return 0
