@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from comfyapi.identity.v1 import identity_service_pb2 as identity_pb
 from gateway.auth import cookies
 from gateway.auth.authenticator import Authenticated
-from gateway.auth.dependencies import SECURED, caller, require_principal, require_scope
+from gateway.auth.dependencies import SECURED, caller, require_scope
 from gateway.auth.principals import resource_tags
 from servicekit.logging import get_logger
 
@@ -34,7 +34,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-Caller = Annotated[Authenticated, Depends(require_principal)]
 KeyManager = Annotated[Authenticated, Depends(require_scope(KEYS_MANAGE))]
 
 
