@@ -111,19 +111,6 @@ async def load(
     return Phase(name, len(latencies), errors, elapsed, latencies, cpu_used)
 
 
-@contextlib.contextmanager
-def data_servers() -> Iterator[tuple[str, str]]:
-    """PostgreSQL and Redis URLs: from the environment, else the embedded servers of the test suite."""
-    from tests.support.infra import postgres_server, redis_server
-
-    pg = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("TEST_DATABASE_URL")
-    redis = os.environ.get("BENCH_REDIS_URL") or os.environ.get("TEST_REDIS_URL")
-    with contextlib.ExitStack() as stack:
-        pg = pg or stack.enter_context(postgres_server())
-        redis = redis or stack.enter_context(redis_server())
-        yield pg, redis
-
-
 @contextlib.asynccontextmanager
 async def fresh_database(server_url: str) -> AsyncIterator[str]:
     """A new database with identity's schema migrated, dropped afterwards."""
@@ -216,6 +203,8 @@ def report(phases: list[Phase], duration: float, concurrency: int) -> None:
 
 
 async def run(args: argparse.Namespace) -> None:
+    from jobs_stack import data_servers
+
     from tests.support.infra import free_port
     from tests.support.servers import wait_serving
 
