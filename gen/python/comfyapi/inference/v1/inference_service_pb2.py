@@ -29,47 +29,47 @@ from comfyapi.inference.v1 import validation_pb2 as comfyapi_dot_inference_dot_v
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-comfyapi/inference/v1/inference_service.proto\x12\x15\x63omfyapi.inference.v1\x1a#comfyapi/inference/v1/backend.proto\x1a%comfyapi/inference/v1/execution.proto\x1a%comfyapi/inference/v1/node_type.proto\x1a&comfyapi/inference/v1/validation.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb4\x02\n\x0e\x45xecuteRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_json\x18\x02 \x01(\t\x12\x30\n\x06inputs\x18\x03 \x03(\x0b\x32 .comfyapi.inference.v1.InputFile\x12\x15\n\routput_prefix\x18\x04 \x01(\t\x12\x17\n\x0f\x63heckpoint_hint\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x36\n\x07preview\x18\x07 \x01(\x0b\x32%.comfyapi.inference.v1.PreviewOptions\x12\x1c\n\x14include_temp_outputs\x18\x08 \x01(\x08\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x0f\x45xecuteResponse\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.comfyapi.inference.v1.ExecuteEvent\"%\n\rCancelRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"X\n\x0e\x43\x61ncelResponse\x12\x35\n\x07outcome\x18\x01 \x01(\x0e\x32$.comfyapi.inference.v1.CancelOutcome\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"Z\n\x17ValidateWorkflowRequest\x12\x15\n\rworkflow_json\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x17\n\x0finput_filenames\x18\x03 \x03(\t\"\xa7\x01\n\x18ValidateWorkflowResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12<\n\nviolations\x18\x02 \x03(\x0b\x32(.comfyapi.inference.v1.WorkflowViolation\x12\x10\n\x08\x62\x61\x63kends\x18\x03 \x03(\t\x12\x17\n\x0foutput_node_ids\x18\x04 \x03(\t\x12\x13\n\x0b\x63heckpoints\x18\x05 \x03(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x14ListBackendsResponse\x12\x30\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x1e.comfyapi.inference.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11GetBackendRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"E\n\x12GetBackendResponse\x12/\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1e.comfyapi.inference.v1.Backend\"3\n\x13\x44rainBackendRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"G\n\x14\x44rainBackendResponse\x12/\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1e.comfyapi.inference.v1.Backend\"%\n\x15UndrainBackendRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x16UndrainBackendResponse\x12/\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1e.comfyapi.inference.v1.Backend\"{\n\x14ListNodeTypesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x13\n\x0b\x63lass_types\x18\x04 \x03(\t\x12\x17\n\x0f\x63\x61tegory_prefix\x18\x05 \x01(\t\"e\n\x15ListNodeTypesResponse\x12\x33\n\nnode_types\x18\x01 \x03(\x0b\x32\x1f.comfyapi.inference.v1.NodeType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa3\x01\n\rCancelOutcome\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_UNSPECIFIED\x10\x00\x12%\n!CANCEL_OUTCOME_REMOVED_FROM_QUEUE\x10\x01\x12&\n\"CANCEL_OUTCOME_INTERRUPT_REQUESTED\x10\x02\x12#\n\x1f\x43\x41NCEL_OUTCOME_ALREADY_FINISHED\x10\x03\x32\xca\x06\n\x10InferenceService\x12Z\n\x07\x45xecute\x12%.comfyapi.inference.v1.ExecuteRequest\x1a&.comfyapi.inference.v1.ExecuteResponse0\x01\x12U\n\x06\x43\x61ncel\x12$.comfyapi.inference.v1.CancelRequest\x1a%.comfyapi.inference.v1.CancelResponse\x12s\n\x10ValidateWorkflow\x12..comfyapi.inference.v1.ValidateWorkflowRequest\x1a/.comfyapi.inference.v1.ValidateWorkflowResponse\x12g\n\x0cListBackends\x12*.comfyapi.inference.v1.ListBackendsRequest\x1a+.comfyapi.inference.v1.ListBackendsResponse\x12\x61\n\nGetBackend\x12(.comfyapi.inference.v1.GetBackendRequest\x1a).comfyapi.inference.v1.GetBackendResponse\x12g\n\x0c\x44rainBackend\x12*.comfyapi.inference.v1.DrainBackendRequest\x1a+.comfyapi.inference.v1.DrainBackendResponse\x12m\n\x0eUndrainBackend\x12,.comfyapi.inference.v1.UndrainBackendRequest\x1a-.comfyapi.inference.v1.UndrainBackendResponse\x12j\n\rListNodeTypes\x12+.comfyapi.inference.v1.ListNodeTypesRequest\x1a,.comfyapi.inference.v1.ListNodeTypesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n-comfyapi/inference/v1/inference_service.proto\x12\x15\x63omfyapi.inference.v1\x1a#comfyapi/inference/v1/backend.proto\x1a%comfyapi/inference/v1/execution.proto\x1a%comfyapi/inference/v1/node_type.proto\x1a&comfyapi/inference/v1/validation.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x02\n\x0e\x45xecuteRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x15\n\rworkflow_json\x18\x02 \x01(\t\x12\x30\n\x06inputs\x18\x03 \x03(\x0b\x32 .comfyapi.inference.v1.InputFile\x12\x15\n\routput_prefix\x18\x04 \x01(\t\x12\x17\n\x0f\x63heckpoint_hint\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x36\n\x07preview\x18\x07 \x01(\x0b\x32%.comfyapi.inference.v1.PreviewOptions\x12\x1c\n\x14include_temp_outputs\x18\x08 \x01(\x08\x12,\n\x08\x64\x65\x61\x64line\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rnew_execution\x18\n \x01(\x08\"E\n\x0f\x45xecuteResponse\x12\x32\n\x05\x65vent\x18\x01 \x01(\x0b\x32#.comfyapi.inference.v1.ExecuteEvent\"%\n\rCancelRequest\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\"X\n\x0e\x43\x61ncelResponse\x12\x35\n\x07outcome\x18\x01 \x01(\x0e\x32$.comfyapi.inference.v1.CancelOutcome\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\"Z\n\x17ValidateWorkflowRequest\x12\x15\n\rworkflow_json\x18\x01 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x02 \x01(\t\x12\x17\n\x0finput_filenames\x18\x03 \x03(\t\"\xa7\x01\n\x18ValidateWorkflowResponse\x12\r\n\x05valid\x18\x01 \x01(\x08\x12<\n\nviolations\x18\x02 \x03(\x0b\x32(.comfyapi.inference.v1.WorkflowViolation\x12\x10\n\x08\x62\x61\x63kends\x18\x03 \x03(\t\x12\x17\n\x0foutput_node_ids\x18\x04 \x03(\t\x12\x13\n\x0b\x63heckpoints\x18\x05 \x03(\t\"<\n\x13ListBackendsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"a\n\x14ListBackendsResponse\x12\x30\n\x08\x62\x61\x63kends\x18\x01 \x03(\x0b\x32\x1e.comfyapi.inference.v1.Backend\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"!\n\x11GetBackendRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"E\n\x12GetBackendResponse\x12/\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1e.comfyapi.inference.v1.Backend\"3\n\x13\x44rainBackendRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"G\n\x14\x44rainBackendResponse\x12/\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1e.comfyapi.inference.v1.Backend\"%\n\x15UndrainBackendRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x16UndrainBackendResponse\x12/\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0b\x32\x1e.comfyapi.inference.v1.Backend\"{\n\x14ListNodeTypesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x13\n\x0b\x63lass_types\x18\x04 \x03(\t\x12\x17\n\x0f\x63\x61tegory_prefix\x18\x05 \x01(\t\"e\n\x15ListNodeTypesResponse\x12\x33\n\nnode_types\x18\x01 \x03(\x0b\x32\x1f.comfyapi.inference.v1.NodeType\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\xa3\x01\n\rCancelOutcome\x12\x1e\n\x1a\x43\x41NCEL_OUTCOME_UNSPECIFIED\x10\x00\x12%\n!CANCEL_OUTCOME_REMOVED_FROM_QUEUE\x10\x01\x12&\n\"CANCEL_OUTCOME_INTERRUPT_REQUESTED\x10\x02\x12#\n\x1f\x43\x41NCEL_OUTCOME_ALREADY_FINISHED\x10\x03\x32\xca\x06\n\x10InferenceService\x12Z\n\x07\x45xecute\x12%.comfyapi.inference.v1.ExecuteRequest\x1a&.comfyapi.inference.v1.ExecuteResponse0\x01\x12U\n\x06\x43\x61ncel\x12$.comfyapi.inference.v1.CancelRequest\x1a%.comfyapi.inference.v1.CancelResponse\x12s\n\x10ValidateWorkflow\x12..comfyapi.inference.v1.ValidateWorkflowRequest\x1a/.comfyapi.inference.v1.ValidateWorkflowResponse\x12g\n\x0cListBackends\x12*.comfyapi.inference.v1.ListBackendsRequest\x1a+.comfyapi.inference.v1.ListBackendsResponse\x12\x61\n\nGetBackend\x12(.comfyapi.inference.v1.GetBackendRequest\x1a).comfyapi.inference.v1.GetBackendResponse\x12g\n\x0c\x44rainBackend\x12*.comfyapi.inference.v1.DrainBackendRequest\x1a+.comfyapi.inference.v1.DrainBackendResponse\x12m\n\x0eUndrainBackend\x12,.comfyapi.inference.v1.UndrainBackendRequest\x1a-.comfyapi.inference.v1.UndrainBackendResponse\x12j\n\rListNodeTypes\x12+.comfyapi.inference.v1.ListNodeTypesRequest\x1a,.comfyapi.inference.v1.ListNodeTypesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'comfyapi.inference.v1.inference_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CANCELOUTCOME']._serialized_start=1769
-  _globals['_CANCELOUTCOME']._serialized_end=1932
+  _globals['_CANCELOUTCOME']._serialized_start=1792
+  _globals['_CANCELOUTCOME']._serialized_end=1955
   _globals['_EXECUTEREQUEST']._serialized_start=261
-  _globals['_EXECUTEREQUEST']._serialized_end=569
-  _globals['_EXECUTERESPONSE']._serialized_start=571
-  _globals['_EXECUTERESPONSE']._serialized_end=640
-  _globals['_CANCELREQUEST']._serialized_start=642
-  _globals['_CANCELREQUEST']._serialized_end=679
-  _globals['_CANCELRESPONSE']._serialized_start=681
-  _globals['_CANCELRESPONSE']._serialized_end=769
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=771
-  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=861
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=864
-  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=1031
-  _globals['_LISTBACKENDSREQUEST']._serialized_start=1033
-  _globals['_LISTBACKENDSREQUEST']._serialized_end=1093
-  _globals['_LISTBACKENDSRESPONSE']._serialized_start=1095
-  _globals['_LISTBACKENDSRESPONSE']._serialized_end=1192
-  _globals['_GETBACKENDREQUEST']._serialized_start=1194
-  _globals['_GETBACKENDREQUEST']._serialized_end=1227
-  _globals['_GETBACKENDRESPONSE']._serialized_start=1229
-  _globals['_GETBACKENDRESPONSE']._serialized_end=1298
-  _globals['_DRAINBACKENDREQUEST']._serialized_start=1300
-  _globals['_DRAINBACKENDREQUEST']._serialized_end=1351
-  _globals['_DRAINBACKENDRESPONSE']._serialized_start=1353
-  _globals['_DRAINBACKENDRESPONSE']._serialized_end=1424
-  _globals['_UNDRAINBACKENDREQUEST']._serialized_start=1426
-  _globals['_UNDRAINBACKENDREQUEST']._serialized_end=1463
-  _globals['_UNDRAINBACKENDRESPONSE']._serialized_start=1465
-  _globals['_UNDRAINBACKENDRESPONSE']._serialized_end=1538
-  _globals['_LISTNODETYPESREQUEST']._serialized_start=1540
-  _globals['_LISTNODETYPESREQUEST']._serialized_end=1663
-  _globals['_LISTNODETYPESRESPONSE']._serialized_start=1665
-  _globals['_LISTNODETYPESRESPONSE']._serialized_end=1766
-  _globals['_INFERENCESERVICE']._serialized_start=1935
-  _globals['_INFERENCESERVICE']._serialized_end=2777
+  _globals['_EXECUTEREQUEST']._serialized_end=592
+  _globals['_EXECUTERESPONSE']._serialized_start=594
+  _globals['_EXECUTERESPONSE']._serialized_end=663
+  _globals['_CANCELREQUEST']._serialized_start=665
+  _globals['_CANCELREQUEST']._serialized_end=702
+  _globals['_CANCELRESPONSE']._serialized_start=704
+  _globals['_CANCELRESPONSE']._serialized_end=792
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_start=794
+  _globals['_VALIDATEWORKFLOWREQUEST']._serialized_end=884
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_start=887
+  _globals['_VALIDATEWORKFLOWRESPONSE']._serialized_end=1054
+  _globals['_LISTBACKENDSREQUEST']._serialized_start=1056
+  _globals['_LISTBACKENDSREQUEST']._serialized_end=1116
+  _globals['_LISTBACKENDSRESPONSE']._serialized_start=1118
+  _globals['_LISTBACKENDSRESPONSE']._serialized_end=1215
+  _globals['_GETBACKENDREQUEST']._serialized_start=1217
+  _globals['_GETBACKENDREQUEST']._serialized_end=1250
+  _globals['_GETBACKENDRESPONSE']._serialized_start=1252
+  _globals['_GETBACKENDRESPONSE']._serialized_end=1321
+  _globals['_DRAINBACKENDREQUEST']._serialized_start=1323
+  _globals['_DRAINBACKENDREQUEST']._serialized_end=1374
+  _globals['_DRAINBACKENDRESPONSE']._serialized_start=1376
+  _globals['_DRAINBACKENDRESPONSE']._serialized_end=1447
+  _globals['_UNDRAINBACKENDREQUEST']._serialized_start=1449
+  _globals['_UNDRAINBACKENDREQUEST']._serialized_end=1486
+  _globals['_UNDRAINBACKENDRESPONSE']._serialized_start=1488
+  _globals['_UNDRAINBACKENDRESPONSE']._serialized_end=1561
+  _globals['_LISTNODETYPESREQUEST']._serialized_start=1563
+  _globals['_LISTNODETYPESREQUEST']._serialized_end=1686
+  _globals['_LISTNODETYPESRESPONSE']._serialized_start=1688
+  _globals['_LISTNODETYPESRESPONSE']._serialized_end=1789
+  _globals['_INFERENCESERVICE']._serialized_start=1958
+  _globals['_INFERENCESERVICE']._serialized_end=2800
 # @@protoc_insertion_point(module_scope)

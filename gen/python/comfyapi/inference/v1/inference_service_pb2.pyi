@@ -67,6 +67,7 @@ class ExecuteRequest(_message.Message):
     PREVIEW_FIELD_NUMBER: _builtins.int
     INCLUDE_TEMP_OUTPUTS_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
+    NEW_EXECUTION_FIELD_NUMBER: _builtins.int
     execution_id: _builtins.str
     """The caller-chosen idempotency id of this execution, 1 to 200 characters of [A-Za-z0-9._:/-]; the jobs service
     sends "jobs/{job_id}/attempts/{attempt}", and the ComfyUI prompt id is the UUIDv5 of it.
@@ -90,6 +91,12 @@ class ExecuteRequest(_message.Message):
     include_temp_outputs: _builtins.bool
     """Whether to store and report temporary outputs (PreviewImage results) as artifacts; false (the default)
     stores only saved outputs.
+    """
+    new_execution: _builtins.bool
+    """Whether the caller knows that no Execute with this execution_id was ever sent before (a new attempt, never
+    submitted): true skips the search of every backend for a prompt submitted earlier under this id. False (the
+    default) searches first, so a retried or resumed Execute re-attaches to a prompt an earlier call submitted
+    instead of running it twice. A caller that is not sure must leave it false.
     """
     @_builtins.property
     def inputs(self) -> _containers.RepeatedCompositeFieldContainer[_execution_pb2.InputFile]:
@@ -117,10 +124,11 @@ class ExecuteRequest(_message.Message):
         preview: _execution_pb2.PreviewOptions | None = ...,
         include_temp_outputs: _builtins.bool = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
+        new_execution: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "preview", b"preview"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "checkpoint_hint", b"checkpoint_hint", "deadline", b"deadline", "execution_id", b"execution_id", "include_temp_outputs", b"include_temp_outputs", "inputs", b"inputs", "output_prefix", b"output_prefix", "preview", b"preview", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "checkpoint_hint", b"checkpoint_hint", "deadline", b"deadline", "execution_id", b"execution_id", "include_temp_outputs", b"include_temp_outputs", "inputs", b"inputs", "new_execution", b"new_execution", "output_prefix", b"output_prefix", "preview", b"preview", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
