@@ -128,3 +128,31 @@ async def test_a_batch_takes_the_owners_in_turn_and_never_more_than_a_cap_allows
     assert ids.index(a[0]) < ids.index(a[1])
     assert await SqlQueue(engine).claim_many("w", 30, 2, NOW, 10) == []
     assert [job.id for job, _ in await SqlQueue(engine).claim_many("w", 30, 3, NOW, 10)] == [a[2]]
+
+
+async def requeue(engine: AsyncEngine, job_id: str, **values: object) -> None:
+    assignments = ", ".join(f"{name} = :{name}" for name in values)
+    async with engine.begin() as connection:
+        statement = text(f"UPDATE jobs SET {assignments} WHERE id = :id")
+        await connection.execute(statement, {"id": job_id, **values})
+
+
+async def test_a_claim_says_whether_its_attempt_may_have_reached_inference(engine: AsyncEngine) -> None:
+    job_id = await add(engine, "a", 1)
+    queue = SqlQueue(engine)
+
+    async def take() -> tuple[int, bool]:
+        claimed = await queue.claim("w", 30, 2, NOW)
+        assert claimed is not None
+        return claimed[0].attempt_count, claimed[1].new_execution
+
+    assert await take() == (1, True)
+    # Inference refused before accepting (it may have submitted all the same): queued with the same attempt.
+    await requeue(engine, job_id, state="queued", attempt_count=0)
+    assert await take() == (1, False)
+    # The attempt failed and is retried: the next attempt is new.
+    await requeue(engine, job_id, state="queued")
+    assert await take() == (2, True)
+    # Its dispatcher died: the takeover re-attaches to the same attempt.
+    await requeue(engine, job_id, lease_expires=NOW - timedelta(minutes=1))
+    assert await take() == (2, False)

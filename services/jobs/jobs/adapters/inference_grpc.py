@@ -138,6 +138,7 @@ class GrpcInference:
             workflow_json=spec.workflow_json,
             inputs=[execution_pb2.InputFile(filename=f, storage_key=key) for f, key in spec.files],
             output_prefix=f"outputs/{job.owner.removeprefix('users/')}/{job.id}/{job.attempt_count}",
+            new_execution=spec.new_execution,
         )
         if job.deadline is not None:
             request.deadline.FromDatetime(job.deadline)
@@ -161,6 +162,7 @@ class GrpcInference:
                     raise error from None
                 log.warning("execution.stream_broken", job=job.name, resume=resume + 1)
             await asyncio.sleep(min(2.0**resume, 10.0))
+            request.new_execution = False  # the broken call may have submitted it: attach, never rerun
         raise errors.Unavailable(
             "the inference stream kept breaking", reason="BACKEND_UNAVAILABLE", retry_after=5.0
         )

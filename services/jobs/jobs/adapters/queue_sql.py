@@ -59,16 +59,17 @@ _CLAIM = text("""
         ) h
         WHERE o.owner IS NOT NULL AND h.place <= :cap - coalesce(b.running, 0)
     ), candidate AS (
-        SELECT j.id FROM jobs j JOIN heads h ON h.id = j.id
+        SELECT j.id, j.submitted_attempts FROM jobs j JOIN heads h ON h.id = j.id
         WHERE j.state = 'queued'
         ORDER BY h.priority DESC, h.place, h.last_dispatch_time ASC NULLS FIRST, h.create_time, h.id
         LIMIT :limit FOR UPDATE OF j SKIP LOCKED
     )
     UPDATE jobs SET state = 'running', attempt_count = jobs.attempt_count + 1, lease_owner = :worker,
         lease_expires = :until, start_time = coalesce(jobs.start_time, :now), update_time = :now,
-        sequence = greatest(jobs.sequence + 1, :sequence), progress = NULL, cancel_requested = false
+        sequence = greatest(jobs.sequence + 1, :sequence), progress = NULL, cancel_requested = false,
+        submitted_attempts = greatest(jobs.submitted_attempts, jobs.attempt_count + 1)
     FROM candidate WHERE jobs.id = candidate.id
-    RETURNING jobs.*
+    RETURNING jobs.*, jobs.attempt_count > candidate.submitted_attempts AS new_execution
 """)
 
 # The same choice over every queued job: exhaustive, and slower the deeper the queue.
@@ -76,7 +77,7 @@ _CLAIM_ANY = text("""
     WITH busy AS (
         SELECT owner, count(*) AS running FROM jobs WHERE state = 'running' GROUP BY owner
     ), candidate AS (
-        SELECT j.id FROM jobs j
+        SELECT j.id, j.submitted_attempts FROM jobs j
         LEFT JOIN owner_turns t ON t.owner = j.owner
         LEFT JOIN busy b ON b.owner = j.owner
         WHERE j.state = 'queued' AND j.next_attempt_time <= :now AND coalesce(b.running, 0) < :cap
@@ -85,9 +86,10 @@ _CLAIM_ANY = text("""
     )
     UPDATE jobs SET state = 'running', attempt_count = jobs.attempt_count + 1, lease_owner = :worker,
         lease_expires = :until, start_time = coalesce(jobs.start_time, :now), update_time = :now,
-        sequence = greatest(jobs.sequence + 1, :sequence), progress = NULL, cancel_requested = false
+        sequence = greatest(jobs.sequence + 1, :sequence), progress = NULL, cancel_requested = false,
+        submitted_attempts = greatest(jobs.submitted_attempts, jobs.attempt_count + 1)
     FROM candidate WHERE jobs.id = candidate.id
-    RETURNING jobs.*
+    RETURNING jobs.*, jobs.attempt_count > candidate.submitted_attempts AS new_execution
 """)
 
 _TURN = text("""
@@ -108,7 +110,8 @@ _RENEW = text("""
 
 def _spec(row: object) -> ExecutionSpec:
     data = row._mapping  # type: ignore[attr-defined]
-    return ExecutionSpec(data["workflow_json"], tuple((f, key) for f, key in data["files"]))
+    files = tuple((f, key) for f, key in data["files"])
+    return ExecutionSpec(data["workflow_json"], files, new_execution=bool(data.get("new_execution")))
 
 
 class SqlQueue:

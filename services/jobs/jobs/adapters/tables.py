@@ -40,6 +40,8 @@ jobs = Table(
     Column("start_time", DateTime(timezone=True)),
     Column("end_time", DateTime(timezone=True)),
     Column("attempt_count", Integer, nullable=False),
+    # The highest attempt ever sent to inference: a claim past it starts an execution no backend can know.
+    Column("submitted_attempts", Integer, nullable=False, server_default="0"),
     Column("progress", JSONB),
     Column("error", JSONB),
     Column("outputs", JSONB, nullable=False),

@@ -149,7 +149,9 @@ class Attempt:
         self.job = job
         self.outputs: list[Artifact] = []
         self.cancel_seen = job.cancel_requested
-        self.persisted_at = 0.0
+        # Live progress goes out at once through the notifier; the row follows at most once per interval,
+        # so a job shorter than that writes none.
+        self.persisted_at = time.monotonic()
         self.progress_sent_at: datetime | None = None
 
     async def keep_lease(self, runner: asyncio.Task[None]) -> None:

@@ -19,10 +19,15 @@ from servicekit import errors
 
 @dataclass(frozen=True)
 class ExecutionSpec:
-    """What inference runs for a job: the bound workflow and the (file name, storage key) of each input."""
+    """What inference runs for a job: the bound workflow and the (file name, storage key) of each input.
+
+    `new_execution` is true when the attempt was never sent to inference before (a claim past the highest
+    attempt submitted, not a takeover or a retry of an unaccepted submission), so no backend can hold it.
+    """
 
     workflow_json: str
     files: tuple[tuple[str, str], ...]
+    new_execution: bool = False
 
 
 @dataclass(frozen=True)
