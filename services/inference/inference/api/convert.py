@@ -46,6 +46,7 @@ def execution_request(request: pb.ExecuteRequest) -> ExecutionRequest:
         previews_per_second=request.preview.max_per_second,
         include_temp_outputs=request.include_temp_outputs,
         deadline=deadline,
+        new_execution=request.new_execution,
     )
 
 

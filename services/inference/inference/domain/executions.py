@@ -26,7 +26,11 @@ class InputFile:
 
 @dataclass(frozen=True)
 class ExecutionRequest:
-    """What a caller asks Execute to run."""
+    """What a caller asks Execute to run.
+
+    `new_execution` is the caller's promise that no Execute with this id was sent before, so no backend can
+    hold a prompt of it; it changes how the execution starts, not which execution it is.
+    """
 
     execution_id: str
     workflow_json: str
@@ -38,6 +42,7 @@ class ExecutionRequest:
     previews_per_second: float = 0.0
     include_temp_outputs: bool = False
     deadline: datetime | None = None
+    new_execution: bool = False
 
     @property
     def preview_interval(self) -> float:

@@ -78,7 +78,8 @@ class Executions:
                     raise _conflict(request.execution_id)
                 return existing.follow(attached=True)
             prepared = await self._prepare(request)
-            found = await self._find_on_backends(prompt_id)
+            # Only an earlier call can have put this id's prompt on a backend: a new one skips the search.
+            found = None if request.new_execution else await self._find_on_backends(prompt_id)
             execution = Execution(request, prompt_id, request.fingerprint())
             self._by_id[request.execution_id] = execution
         if found is not None:
