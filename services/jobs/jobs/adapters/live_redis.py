@@ -6,6 +6,9 @@ quiet, and dispatchers poll for queued jobs, so nothing but latency depends on i
 All watchers of a replica share one subscriber connection: it subscribes to a job's channel while anyone
 watches the job, and a reader task hands each message, parsed once, to every watcher's inbox. A watcher too
 slow to keep up loses messages from a full inbox, which costs it at most a poll interval, never a state.
+
+What a replica publishes reaches its own watchers and dispatcher at once, without the round trip through
+Redis; each message carries its replica's origin tag, so the copy that comes back is dropped unparsed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -42,29 +46,41 @@ class RedisLive:
 
     def __init__(self, client: Redis) -> None:
         self.client = client
+        self.origin = uuid.uuid4().hex[:16].encode() + b" "  # prefixes every message this replica sends
         self.inboxes: dict[bytes, set[asyncio.Queue[Update]]] = {}
         self.pubsub: PubSub | None = None
         self.reader: asyncio.Task[None] | None = None
+        self.queued = asyncio.Event()
 
     async def _send(self, name: str, message: dict[str, object]) -> None:
         try:
-            await self.client.publish(name, json.dumps(message, separators=(",", ":")))
+            await self.client.publish(name, self.origin + json.dumps(message, separators=(",", ":")).encode())
         except RedisError as exc:
             log.warning("live.publish_failed", error=repr(exc)[:200])
 
+    def _deliver(self, name: bytes, update: Update) -> None:
+        for inbox in self.inboxes.get(name, ()):
+            with contextlib.suppress(asyncio.QueueFull):
+                inbox.put_nowait(update)
+
     async def publish(self, job: Job) -> None:
-        await self._send(channel(job.id), {"sequence": job.sequence, "job": codec.to_json(job)})
+        name = channel(job.id)
+        self._deliver(name.encode(), Update(job.sequence, job=job))
+        await self._send(name, {"sequence": job.sequence, "job": codec.to_json(job)})
         if job.state is JobState.QUEUED:
             await self.announce_queued()
 
     async def announce_queued(self) -> None:
+        self.queued.set()
         await self._send(QUEUED_CHANNEL, {})
 
     async def publish_preview(
         self, job_id: str, sequence: int, image: bytes, mime_type: str, node_id: str
     ) -> None:
+        name = channel(job_id)
+        self._deliver(name.encode(), Update(sequence, preview=(image, mime_type, node_id)))
         await self._send(
-            channel(job_id),
+            name,
             {
                 "sequence": sequence,
                 "preview": base64.b64encode(image).decode(),
@@ -109,13 +125,10 @@ class RedisLive:
                 log.warning("live.receive_failed", error=repr(exc)[:200])
                 await asyncio.sleep(POLL_SECONDS)
                 continue
-            watchers = self.inboxes.get(message["channel"], set()) if message else set()
-            update = _parse(message["data"]) if watchers else None
-            if update is None:
-                continue
-            for inbox in watchers:
-                with contextlib.suppress(asyncio.QueueFull):
-                    inbox.put_nowait(update)
+            if not message or message["data"].startswith(self.origin):
+                continue  # this replica's own message: its watchers have it already
+            if message["channel"] in self.inboxes and (update := _parse(message["data"])) is not None:
+                self._deliver(message["channel"], update)
 
     async def aclose(self) -> None:
         """Stops the shared subscriber."""
@@ -127,13 +140,25 @@ class RedisLive:
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def queued_signals(self) -> AsyncIterator[None]:
+        """One signal after any number of jobs were queued here or by another replica (one consumer)."""
+        listener = asyncio.create_task(self._listen_queued())
+        try:
+            while True:
+                await self.queued.wait()
+                self.queued.clear()
+                yield None
+        finally:
+            listener.cancel()
+
+    async def _listen_queued(self) -> None:
         while True:
             try:
                 async with self.client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(QUEUED_CHANNEL)
                     while True:
-                        if await pubsub.get_message(timeout=POLL_SECONDS):
-                            yield None
+                        message = await pubsub.get_message(timeout=POLL_SECONDS)
+                        if message and not message["data"].startswith(self.origin):
+                            self.queued.set()
             except RedisError as exc:
                 log.warning("live.queued_signals_failed", error=repr(exc)[:200])
                 await asyncio.sleep(POLL_SECONDS)
@@ -149,8 +174,8 @@ async def _updates(inbox: asyncio.Queue[Update]) -> AsyncIterator[Update | None]
         yield update
 
 
-def _parse(data: bytes | str) -> Update | None:
-    body = json.loads(data)
+def _parse(data: bytes) -> Update | None:
+    body = json.loads(data[data.index(b" ") + 1 :])
     if "job" in body:
         return Update(int(body["sequence"]), job=codec.from_json(body["job"]))
     if "preview" in body:

@@ -187,7 +187,7 @@ class Notifier(Protocol):
         ...
 
     def queued_signals(self) -> AsyncIterator[None]:
-        """Yields whenever some replica queued a job (at most about once a second without news)."""
+        """Yields after this or any other replica queued a job (several queued meanwhile make one signal)."""
         ...
 
     async def publish_preview(

@@ -1,0 +1,84 @@
+"""Live updates on real Redis: a replica's own snapshots reach its watchers directly and exactly once, other
+replicas' through pub/sub; queued signals wake the local dispatcher and every other replica's."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from jobs.adapters.live_redis import RedisLive
+from jobs.domain.jobs import Job, JobState, Priority, Source
+from jobs.service.ports import Update
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def job(sequence: int) -> Job:
+    return Job(
+        id=str(uuid.uuid4()),
+        owner="users/a",
+        state=JobState.RUNNING,
+        priority=Priority.NORMAL,
+        source=Source(workflow_sha256="0" * 64),
+        inputs=(),
+        labels={},
+        webhook=None,
+        deadline=None,
+        request_id="",
+        create_time=NOW,
+        update_time=NOW,
+        sequence=sequence,
+    )
+
+
+@pytest.fixture
+async def replicas(clean_redis: str) -> AsyncIterator[tuple[RedisLive, RedisLive]]:
+    clients = [Redis.from_url(clean_redis), Redis.from_url(clean_redis)]
+    lives = (RedisLive(clients[0]), RedisLive(clients[1]))
+    yield lives
+    for live, client in zip(lives, clients, strict=True):
+        await live.aclose()
+        await client.aclose()
+
+
+async def next_update(updates: AsyncIterator[Update | None]) -> Update | None:
+    async with asyncio.timeout(5):
+        return await anext(updates)
+
+
+async def test_a_replica_delivers_its_own_snapshot_once_and_another_replicas_through_redis(
+    replicas: tuple[RedisLive, RedisLive],
+) -> None:
+    here, there = replicas
+    first = job(5)
+    async with here.subscribe(first.id) as updates:
+        await here.publish(first)
+        assert await next_update(updates) == Update(5, job=first)
+        await there.publish(later := replace(first, sequence=6))
+        assert await next_update(updates) == Update(6, job=later)
+        # The echo of the first snapshot came back through Redis too, and was dropped: the channel is quiet.
+        assert await next_update(updates) is None
+
+
+async def test_queued_signals_wake_this_replica_at_once_and_the_others_through_redis(
+    replicas: tuple[RedisLive, RedisLive],
+) -> None:
+    here, there = replicas
+    signals = here.queued_signals()
+    waiting = asyncio.create_task(anext(signals))
+    await here.announce_queued()
+    async with asyncio.timeout(5):
+        await waiting
+    waiting = asyncio.create_task(anext(signals))
+    await asyncio.sleep(0.3)  # the listener's subscription is in place
+    assert not waiting.done()
+    await there.announce_queued()
+    async with asyncio.timeout(5):
+        await waiting
+    await signals.aclose()
