@@ -23,11 +23,12 @@ from inference.adapters.local_runtime import LocalRuntime
 from inference.domain import events as ev
 from inference.domain.backends import BackendState, Kind
 from inference.domain.executions import ExecutionRequest, InputFile
-from inference.service.executions import Executions
+from inference.service.executions import CancelOutcome, Executions
 from inference.service.pool import Member, Pool
 from inference.service.ports import Submission
 from inference.service.record import now
 from inference.service.validation import Validator
+from servicekit import errors
 from servicekit.storage import LocalStorage
 
 INVERT = json.dumps(
@@ -138,7 +139,8 @@ def request(execution_id: str, workflow: str = EMPTY, **kwargs: Any) -> Executio
     return ExecutionRequest(execution_id, workflow, f"outputs/{execution_id.replace('/', '_')}", **kwargs)
 
 
-def photo(storage: LocalStorage, key: str) -> tuple[InputFile, ...]:
+def put_photo(storage: LocalStorage, key: str) -> tuple[InputFile, ...]:
+    """Stores a small PNG under `key`; returns the inputs that give it to LoadImage as photo.png."""
     path = storage.path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -147,16 +149,15 @@ def photo(storage: LocalStorage, key: str) -> tuple[InputFile, ...]:
     return (InputFile("photo.png", key),)
 
 
-async def collect(events: AsyncIterator[ev.Event]) -> list[ev.Event]:
+async def run(executions: Executions, execution: ExecutionRequest) -> list[ev.Event]:
+    """Every event of one Execute call, from the call to the end of its stream."""
     async with asyncio.timeout(30):
-        return [event async for event in events]
+        return [event async for event in await executions.execute(execution)]
 
 
 async def test_a_new_execution_starts_without_searching_the_backends(replicas: list[Replica]) -> None:
     replica = replicas[0]
-    events = await collect(
-        await replica.executions.execute(request("jobs/new/attempts/1", new_execution=True))
-    )
+    events = await run(replica.executions, request("jobs/new/attempts/1", new_execution=True))
 
     assert isinstance(events[0], ev.Accepted)
     assert not events[0].attached
@@ -170,9 +171,9 @@ async def test_an_execution_not_known_new_reattaches_to_the_prompt_an_earlier_ca
 ) -> None:
     first, second = replicas
     execution = request("jobs/resumed/attempts/1")
-    earlier = await collect(await first.executions.execute(execution))
+    earlier = await run(first.executions, execution)
 
-    resumed = await collect(await second.executions.execute(execution))
+    resumed = await run(second.executions, execution)
 
     assert isinstance(earlier[-1], ev.Succeeded)
     assert isinstance(resumed[0], ev.Accepted)
@@ -181,3 +182,98 @@ async def test_an_execution_not_known_new_reattaches_to_the_prompt_an_earlier_ca
     assert resumed[-1].artifacts == earlier[-1].artifacts
     assert second.backend.lookups == 1
     assert second.backend.submissions == 0
+
+
+async def test_executions_read_their_inputs_concurrently(replicas: list[Replica]) -> None:
+    executions, storage = replicas[0].executions, replicas[0].storage
+    held = storage.hold("uploads/held.png")
+    slow = request("jobs/slow-inputs/attempts/1", INVERT, inputs=put_photo(storage, "uploads/held.png"))
+    quick = request("jobs/quick-inputs/attempts/1", INVERT, inputs=put_photo(storage, "uploads/quick.png"))
+    slow_events = asyncio.create_task(run(executions, slow))
+    await held.wait_reached()
+
+    quick_events = await asyncio.wait_for(run(executions, quick), 10)
+    held.opened.set()
+
+    assert isinstance(quick_events[-1], ev.Succeeded)
+    assert isinstance((await slow_events)[-1], ev.Succeeded)
+
+
+async def test_a_start_that_fails_fails_every_call_following_it_and_a_retry_starts_afresh(
+    replicas: list[Replica],
+) -> None:
+    replica = replicas[0]
+    gate = replica.storage.hold("uploads/late.png")
+    execution = request(
+        "jobs/late-input/attempts/1", INVERT, inputs=(InputFile("photo.png", "uploads/late.png"),)
+    )
+    calls = [asyncio.create_task(run(replica.executions, execution)) for _ in range(2)]
+    await gate.wait_reached()
+    gate.opened.set()
+    outcomes = await asyncio.gather(*calls, return_exceptions=True)
+    put_photo(replica.storage, "uploads/late.png")
+
+    retried = await run(replica.executions, execution)
+
+    assert [type(o) for o in outcomes] == [errors.NotFound, errors.NotFound]
+    assert [o.reason for o in outcomes if isinstance(o, errors.DomainError)] == ["INPUT_NOT_FOUND"] * 2
+    assert isinstance(retried[0], ev.Accepted)
+    assert not retried[0].attached
+    assert isinstance(retried[-1], ev.Succeeded)
+    assert replica.backend.submissions == 1
+
+
+async def test_concurrent_calls_with_one_id_share_one_execution(replicas: list[Replica]) -> None:
+    replica = replicas[0]
+    gate = replica.storage.hold("uploads/shared.png")
+    execution = request(
+        "jobs/shared/attempts/1", INVERT, inputs=put_photo(replica.storage, "uploads/shared.png")
+    )
+    calls = [asyncio.create_task(run(replica.executions, execution)) for _ in range(3)]
+    await gate.wait_reached()
+    gate.opened.set()
+    streams = await asyncio.gather(*calls)
+
+    accepted = [events[0] for events in streams]
+    assert [isinstance(a, ev.Accepted) and a.attached for a in accepted] == [False, True, True]
+    finals = [events[-1] for events in streams]
+    assert all(isinstance(f, ev.Succeeded) for f in finals)
+    assert finals[0] == finals[1] == finals[2]
+    assert (replica.backend.lookups, replica.backend.submissions) == (1, 1)
+
+
+async def test_another_workflow_under_an_id_still_starting_is_a_conflict(replicas: list[Replica]) -> None:
+    replica = replicas[0]
+    gate = replica.storage.hold("uploads/first.png")
+    execution = request(
+        "jobs/conflict/attempts/1", INVERT, inputs=put_photo(replica.storage, "uploads/first.png")
+    )
+    first = asyncio.create_task(run(replica.executions, execution))
+    await gate.wait_reached()
+
+    with pytest.raises(errors.AlreadyExists) as raised:
+        await replica.executions.execute(request("jobs/conflict/attempts/1", EMPTY))
+    gate.opened.set()
+
+    assert raised.value.reason == "EXECUTION_ID_CONFLICT"
+    assert isinstance((await first)[-1], ev.Succeeded)
+
+
+async def test_a_cancel_while_the_inputs_are_read_ends_the_execution_before_it_reaches_a_backend(
+    replicas: list[Replica],
+) -> None:
+    replica = replicas[0]
+    gate = replica.storage.hold("uploads/cancelled.png")
+    inputs = put_photo(replica.storage, "uploads/cancelled.png")
+    call = asyncio.create_task(
+        run(replica.executions, request("jobs/cancelled/attempts/1", INVERT, inputs=inputs))
+    )
+    await gate.wait_reached()
+
+    outcome, _ = await replica.executions.cancel("jobs/cancelled/attempts/1")
+    events = await call
+    gate.opened.set()
+
+    assert outcome == CancelOutcome.REMOVED_FROM_QUEUE
+    assert [type(e) for e in events] == [ev.Accepted, ev.Cancelled]
+    assert replica.backend.submissions == 0

@@ -56,7 +56,6 @@ class Executions:
         self.storage = storage
         self.probe = probe
         self._by_id: dict[str, Execution] = {}
-        self._lock = asyncio.Lock()
 
     async def close(self) -> None:
         """Stops following executions (they keep running on their backends)."""
@@ -67,30 +66,57 @@ class Executions:
     # -- Execute -------------------------------------------------------------------------------------------
 
     async def execute(self, request: ExecutionRequest) -> AsyncIterator[ev.Event]:
-        """Starts (or attaches to) an execution and returns its event stream; raises before `accepted`."""
+        """Starts (or attaches to) an execution and returns its event stream.
+
+        The stream raises a problem found before `accepted` (inputs, conflict, no backend) as its error.
+        """
         check_request(request)
-        prompt_id = p.prompt_id_for(request.execution_id)
-        async with self._lock:
-            self._prune()
-            existing = self._by_id.get(request.execution_id)
-            if existing is not None and existing.error is None:
-                if existing.fingerprint != request.fingerprint():
-                    raise _conflict(request.execution_id)
-                return existing.follow(attached=True)
-            prepared = await self._prepare(request)
-            # Only an earlier call can have put this id's prompt on a backend: a new one skips the search.
-            found = None if request.new_execution else await self._find_on_backends(prompt_id)
-            execution = Execution(request, prompt_id, request.fingerprint())
-            self._by_id[request.execution_id] = execution
-        if found is not None:
-            member, graph = found
-            if graph != self._rewrite(prepared, prompt_id):
-                del self._by_id[request.execution_id]
+        # Look up and register with no await in between, so a concurrent call with this id finds this
+        # execution; the slow part of the start (inputs, search of the backends) runs in its own task.
+        self._prune()
+        existing = self._by_id.get(request.execution_id)
+        if existing is not None and existing.error is None:
+            if existing.fingerprint != request.fingerprint():
                 raise _conflict(request.execution_id)
-            execution.task = asyncio.create_task(self._attach(execution, prepared, member))
-            return execution.follow(attached=True)
-        execution.task = asyncio.create_task(self._run(execution, prepared))
+            return existing.follow(attached=True)
+        execution = Execution(request, p.prompt_id_for(request.execution_id), request.fingerprint())
+        self._by_id[request.execution_id] = execution
+        execution.task = asyncio.create_task(self._start(execution))
         return execution.follow(attached=False)
+
+    async def _start(self, execution: Execution) -> None:
+        """Reads and checks the inputs, then follows a prompt an earlier call submitted or runs a new one."""
+        try:
+            prepared = await self._prepare(execution.request)
+            member = await self._find_submitted(execution, prepared)
+        except errors.DomainError as exc:
+            await self._fail_start(execution, exc)
+            return
+        except Exception:
+            log.exception("execution.crashed", execution_id=execution.request.execution_id)
+            await self._fail_start(execution, errors.Internal("internal error", reason="INTERNAL"))
+            return
+        if member is None:
+            await self._run(execution, prepared)
+        else:
+            await self._attach(execution, prepared, member)
+
+    async def _fail_start(self, execution: Execution, error: errors.DomainError) -> None:
+        """Fails the execution for every caller following it and forgets it, so a retry starts afresh."""
+        self._by_id.pop(execution.request.execution_id, None)
+        await execution.fail_before_accepted(error)
+
+    async def _find_submitted(self, execution: Execution, prepared: Prepared) -> Member | None:
+        """The backend holding a prompt an earlier call submitted under this id; a conflict if it differs."""
+        if execution.request.new_execution:
+            return None  # only an earlier call can have put this id's prompt on a backend
+        found = await self._find_on_backends(execution.prompt_id)
+        if found is None:
+            return None
+        member, graph = found
+        if graph != self._rewrite(prepared, execution.prompt_id):
+            raise _conflict(execution.request.execution_id)
+        return member
 
     def _prune(self) -> None:
         loop_time = asyncio.get_running_loop().time()
@@ -248,7 +274,7 @@ class Executions:
         member.state.in_flight.setdefault(execution.prompt_id, execution.request.execution_id)
         watch = member.client.watch(execution.prompt_id)
         try:
-            await execution.emit(ev.Accepted(member.state.name, execution.prompt_id))
+            await execution.emit(ev.Accepted(member.state.name, execution.prompt_id, attached=True))
             state, position, events = await member.client.locate(execution.prompt_id)
             replay = Tracker(
                 execution, member, prepared.workflow, self._titles(prepared), self.storage, self.probe
