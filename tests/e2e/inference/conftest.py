@@ -38,9 +38,10 @@ def settings(tmp: Path, **extra: str) -> InferenceSettings:
 class Service:
     """A running inference service and a client of it."""
 
-    def __init__(self, stub: pb_grpc.InferenceServiceStub, storage: Path, port: int) -> None:
+    def __init__(self, stub: pb_grpc.InferenceServiceStub, tmp: Path, port: int) -> None:
         self.stub = stub
-        self.storage = storage
+        self.storage = tmp / "storage"
+        self.runtime_inputs = tmp / "runtime" / "input"  # the local runtime's input folder
         self.port = port
 
     def put_input(self, key: str, data: bytes) -> str:
@@ -58,7 +59,7 @@ async def service(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ser
     tmp = tmp_path_factory.mktemp("inference")
     app = await build(settings(tmp))
     async with serving(app) as server, grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-        yield Service(pb_grpc.InferenceServiceStub(channel), tmp / "storage", server.port)
+        yield Service(pb_grpc.InferenceServiceStub(channel), tmp, server.port)
 
 
 def png(width: int, height: int, pixel: Any = None) -> bytes:

@@ -361,3 +361,40 @@ async def assert_serving(service: Service) -> None:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_concurrent_executions_with_identical_input_bytes_all_succeed(service: Service) -> None:
+    # Large enough that rewriting the backend's copy while a LoadImage decodes it would be seen.
+    noise = np.random.default_rng(7).integers(0, 256, (1024, 1024, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    key = service.put_input("uploads/u1/noise.png", buffer.getvalue())
+    requests = [request(f"jobs/e2e-shared-{i}/attempts/1", INVERT, **{"photo.png": key}) for i in range(9)]
+    first = await service.run(requests[0])
+    copies = {p.name: p.stat().st_mtime_ns for p in service.runtime_inputs.iterdir()}
+
+    results = await asyncio.gather(*(service.run(r) for r in requests[1:]))
+
+    assert kinds(first)[-1] == "succeeded"
+    assert [events[-1].failed.message for events in results if events[-1].HasField("failed")] == []
+    assert [kinds(events)[-1] for events in results] == ["succeeded"] * len(results)
+    assert {p.name: p.stat().st_mtime_ns for p in service.runtime_inputs.iterdir()} == copies
+
+
+async def test_an_input_whose_name_holds_other_bytes_on_the_backend_is_run_from_its_renamed_copy(
+    service: Service,
+) -> None:
+    source = png(24, 16)
+    key = service.put_input("uploads/u1/renamed.png", source)
+    # The content-addressed name the service uploads under, already taken on the backend by other bytes.
+    taken = service.runtime_inputs / (hashlib.sha256(source).hexdigest()[:32] + ".png")
+    taken.write_bytes(png(24, 16, lambda x, y: (0, 0, 0)))
+
+    events = await service.run(request("jobs/e2e-renamed/attempts/1", INVERT, **{"photo.png": key}))
+
+    assert kinds(events)[-1] == "succeeded"
+    [artifact] = events[-1].succeeded.artifacts
+    stored = Image.open(io.BytesIO((service.storage / artifact.storage_key).read_bytes())).convert("RGB")
+    expected = 255 - np.asarray(Image.open(io.BytesIO(source)).convert("RGB"), dtype=np.int16)
+    assert np.abs(np.asarray(stored, dtype=np.int16) - expected).max() <= 1
+    assert (service.runtime_inputs / f"{taken.stem} (1).png").read_bytes() == source

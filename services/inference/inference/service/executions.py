@@ -145,17 +145,22 @@ class Executions:
                         FieldViolation(f"inputs[{index}].storage_key", "the object is not an image"),
                     ),
                 )
-            # Content-addressed names: executions sharing a backend never overwrite each other's inputs.
+            # Content-addressed names: identical bytes share one file on a backend, which no upload rewrites.
             name = hashlib.sha256(data).hexdigest()[:32] + info.extension
             inputs[item.filename] = (data, info.content_type, name)
         return Prepared(workflow, catalog, inputs)
 
-    def _rewrite(self, prepared: Prepared, prompt_id: str) -> dict[str, Any]:
+    def _rewrite(
+        self, prepared: Prepared, prompt_id: str, uploaded: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         """The graph as submitted: inputs under their uploaded names, outputs under a per-prompt folder.
 
+        `uploaded` holds the name the backend gave each input file; without it, the content-addressed
+        names, which the backend keeps unless a file of that name already holds other bytes.
         The per-prompt output folder also defeats ComfyUI's cache of output nodes, which would otherwise
         re-send `executed` with an earlier run's file names for an identical workflow.
         """
+        names = uploaded or {filename: name for filename, (_, _, name) in prepared.inputs.items()}
         graph = copy.deepcopy(dict(prepared.workflow.raw))
         for node_id, node in prepared.workflow.nodes.items():
             spec = prepared.catalog.get(node.class_type)
@@ -166,8 +171,8 @@ class Executions:
                 declared = spec.input(name)
                 if declared is None or not isinstance(value, str):
                     continue
-                if declared.is_upload and value in prepared.inputs:
-                    inputs[name] = prepared.inputs[value][2]
+                if declared.is_upload and value in names:
+                    inputs[name] = names[value]
                 elif name == "filename_prefix" and spec.output_node:
                     inputs[name] = f"api/{prompt_id}/{value}"
         return graph
@@ -223,13 +228,14 @@ class Executions:
     async def _submit(self, execution: Execution, prepared: Prepared, member: Member) -> None:
         request = execution.request
         client = member.client
-        for data, content_type, name in prepared.inputs.values():
-            await client.upload(name, data, content_type)
+        uploaded = {
+            filename: await client.upload(name, data, content_type)
+            for filename, (data, content_type, name) in prepared.inputs.items()
+        }
         watch = client.watch(execution.prompt_id)
         execution.submit_time = now()
-        submission = await client.submit(
-            execution.prompt_id, self._rewrite(prepared, execution.prompt_id), request.previews
-        )
+        graph = self._rewrite(prepared, execution.prompt_id, uploaded)
+        submission = await client.submit(execution.prompt_id, graph, request.previews)
         execution.submitted = True
         execution.backend_id = member.state.backend_id
         await execution.emit(ev.Accepted(member.state.name, execution.prompt_id))

@@ -129,10 +129,13 @@ class ComfyUIHttp:
         )
 
     async def upload(self, filename: str, data: bytes, content_type: str) -> str:
-        """POST /upload/image with overwrite; returns the name LoadImage must use (with its subfolder)."""
+        """POST /upload/image without overwrite; returns the name LoadImage must use (with its subfolder).
+
+        ComfyUI keeps a file of that name holding the same bytes as it is, without writing it, and stores
+        other bytes under a new name (`name (1).png`): a file a queued or running prompt reads never changes.
+        """
         form = aiohttp.FormData()
         form.add_field("image", data, filename=filename, content_type=content_type)
-        form.add_field("overwrite", "true")
         body = await self._json("POST", "/upload/image", data=form)
         if not isinstance(body, dict) or not body.get("name"):
             raise backend_unavailable(self.name, "POST /upload/image", "no file name in the answer")
