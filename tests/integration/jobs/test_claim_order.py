@@ -15,6 +15,7 @@ from jobs.adapters import codec
 from jobs.adapters.queue_sql import SqlQueue
 from jobs.adapters.tables import SCHEMA_NAME, jobs, owner_turns
 from jobs.domain.jobs import Job, JobState, Priority, Source
+from jobs.service.ports import ExecutionSpec
 from servicekit import db
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -75,8 +76,17 @@ async def turn(engine: AsyncEngine, owner: str, minute: int) -> None:
         )
 
 
+async def claim_one(queue: SqlQueue, cap: int = 2) -> tuple[Job, ExecutionSpec] | None:
+    """What a dispatcher with one free slot gets: a job to take over, else the best queued one."""
+    taken = await queue.take_over("w", 30, NOW)
+    if taken is not None:
+        return taken
+    claimed = await queue.claim_many("w", 30, cap, NOW, 1)
+    return claimed[0] if claimed else None
+
+
 async def claim(engine: AsyncEngine, cap: int = 2) -> str | None:
-    claimed = await SqlQueue(engine).claim("w", 30, cap, NOW)
+    claimed = await claim_one(SqlQueue(engine), cap)
     return None if claimed is None else claimed[0].id
 
 
@@ -142,7 +152,7 @@ async def test_a_claim_says_whether_its_attempt_may_have_reached_inference(engin
     queue = SqlQueue(engine)
 
     async def take() -> tuple[int, bool]:
-        claimed = await queue.claim("w", 30, 2, NOW)
+        claimed = await claim_one(queue)
         assert claimed is not None
         return claimed[0].attempt_count, claimed[1].new_execution
 

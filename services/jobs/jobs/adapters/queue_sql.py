@@ -121,31 +121,29 @@ class SqlQueue:
         self.engine = engine
         self.single = db.autocommit(engine)
 
-    async def claim(
-        self, worker: str, lease_seconds: float, per_owner_cap: int, now: datetime
+    async def take_over(
+        self, worker: str, lease_seconds: float, now: datetime
     ) -> tuple[Job, ExecutionSpec] | None:
-        claimed = await self.claim_many(worker, lease_seconds, per_owner_cap, now, 1)
-        return claimed[0] if claimed else None
+        until = now + timedelta(seconds=lease_seconds)
+        async with self.single.connect() as connection:
+            taken = (
+                await connection.execute(_TAKE_OVER, {"worker": worker, "until": until, "now": now})
+            ).first()
+        return None if taken is None else (codec.from_row(taken), _spec(taken))
 
     async def claim_many(
         self, worker: str, lease_seconds: float, per_owner_cap: int, now: datetime, limit: int
     ) -> list[tuple[Job, ExecutionSpec]]:
-        until = now + timedelta(seconds=lease_seconds)
+        values = {
+            "worker": worker,
+            "until": now + timedelta(seconds=lease_seconds),
+            "now": now,
+            "cap": per_owner_cap,
+            "sequence": next_sequence(0, now),
+            "heads": HEADS_PER_OWNER,
+            "limit": limit,
+        }
         async with self.engine.begin() as connection:
-            taken = (
-                await connection.execute(_TAKE_OVER, {"worker": worker, "until": until, "now": now})
-            ).first()
-            if taken is not None:
-                return [(codec.from_row(taken), _spec(taken))]
-            values = {
-                "worker": worker,
-                "until": until,
-                "now": now,
-                "cap": per_owner_cap,
-                "sequence": next_sequence(0, now),
-                "heads": HEADS_PER_OWNER,
-                "limit": limit,
-            }
             rows = (await connection.execute(_CLAIM, values)).all()
             if not rows:
                 rows = (await connection.execute(_CLAIM_ANY, values)).all()

@@ -70,17 +70,15 @@ class Dispatcher:
         self.clock = clock
         self.running: dict[str, asyncio.Task[None]] = {}
         self.wake = asyncio.Event()
+        self.takeover_due = 0.0  # when to look next for jobs whose dispatcher died (time.monotonic)
 
     async def run(self) -> None:
         """Claims and runs jobs until cancelled; other replicas take over what is left running."""
         listener = asyncio.create_task(self._listen())
         try:
             while True:
-                claimed = False
-                if len(self.running) < self.settings.concurrency:
-                    claimed = await self._claim()
-                if not claimed:
-                    self.wake.clear()
+                self.wake.clear()  # before claiming: a job queued meanwhile wakes the wait below at once
+                if not await self._claim():
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.settings.idle_poll_seconds):
                             await self.wake.wait()
@@ -97,15 +95,27 @@ class Dispatcher:
             self.wake.set()
 
     async def _claim(self) -> bool:
-        """Claims as many jobs as there are free slots (up to a batch) and starts them; True if any."""
-        limit = min(self.settings.concurrency - len(self.running), self.settings.claim_batch)
+        """Starts as many jobs as there are free slots (up to a batch); True if more may be waiting.
+
+        Jobs left running under an expired lease are looked for once per idle interval, not on every claim.
+        """
+        free = self.settings.concurrency - len(self.running)
+        if free <= 0:
+            return False
+        limit = min(free, self.settings.claim_batch)
+        settings, now = self.settings, self.clock()
         try:
-            claimed = await self.store.claim_many(
-                self.settings.worker,
-                self.settings.lease_seconds,
-                self.settings.per_owner_cap,
-                self.clock(),
-                limit,
+            taken = None
+            if time.monotonic() >= self.takeover_due:
+                taken = await self.store.take_over(settings.worker, settings.lease_seconds, now)
+                # One at a time: with one found, look again at once, for a dead replica may have left several.
+                self.takeover_due = 0.0 if taken else time.monotonic() + settings.idle_poll_seconds
+            claimed = (
+                [taken]
+                if taken is not None
+                else await self.store.claim_many(
+                    settings.worker, settings.lease_seconds, settings.per_owner_cap, now, limit
+                )
             )
         except Exception as exc:  # the database is down: try again after the idle pause
             log.warning("dispatch.claim_failed", error=repr(exc)[:200])
@@ -115,7 +125,7 @@ class Dispatcher:
             task = asyncio.create_task(self._attempt(job, spec), name=job.name)
             self.running[job.id] = task
             task.add_done_callback(functools.partial(self._finished, job.id))
-        return bool(claimed)
+        return taken is not None or len(claimed) == limit
 
     def _finished(self, job_id: str, _: object = None) -> None:
         self.running.pop(job_id, None)

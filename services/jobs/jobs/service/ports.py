@@ -90,20 +90,20 @@ class JobStore(Protocol):
 
     async def stale_admissions(self, older_than: datetime, limit: int) -> list[Job]: ...
 
-    async def claim(
-        self, worker: str, lease_seconds: float, per_owner_cap: int, now: datetime
-    ) -> tuple[Job, ExecutionSpec] | None:
-        """The next job to run (queued, or running under an expired lease), now leased to `worker`."""
-        ...
-
     async def release_leases(self, worker: str) -> None:
         """Ends every lease `worker` holds, so another replica re-attaches to its executions now."""
+        ...
+
+    async def take_over(
+        self, worker: str, lease_seconds: float, now: datetime
+    ) -> tuple[Job, ExecutionSpec] | None:
+        """A running job whose lease ran out (its dispatcher died), now leased to `worker`, same attempt."""
         ...
 
     async def claim_many(
         self, worker: str, lease_seconds: float, per_owner_cap: int, now: datetime, limit: int
     ) -> list[tuple[Job, ExecutionSpec]]:
-        """Up to `limit` jobs to run, best first, in one transaction (a taken-over job comes alone)."""
+        """Up to `limit` queued jobs to run, best first, in one transaction."""
         ...
 
     async def renew(self, job_id: str, worker: str, lease_seconds: float) -> bool | None:
