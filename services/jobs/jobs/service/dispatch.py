@@ -69,6 +69,7 @@ class Dispatcher:
         self.settings = settings
         self.clock = clock
         self.running: dict[str, asyncio.Task[None]] = {}
+        self.owners: dict[str, str] = {}  # job id -> owner, of the running ones
         self.wake = asyncio.Event()
         self.takeover_due = 0.0  # when to look next for jobs whose dispatcher died (time.monotonic)
 
@@ -124,12 +125,20 @@ class Dispatcher:
             log.info("job.dispatched", job=job.name, attempt=job.attempt_count)
             task = asyncio.create_task(self._attempt(job, spec), name=job.name)
             self.running[job.id] = task
+            self.owners[job.id] = job.owner
             task.add_done_callback(functools.partial(self._finished, job.id))
         return taken is not None or len(claimed) == limit
 
     def _finished(self, job_id: str, _: object = None) -> None:
         self.running.pop(job_id, None)
-        self.wake.set()
+        owner = self.owners.pop(job_id)
+        # Claim again only if this replica was full or the owner at its cap: a job queued while a slot was
+        # free was claimed on its signal, and one waiting on another replica's jobs the idle poll finds.
+        if (
+            len(self.running) + 1 >= self.settings.concurrency
+            or list(self.owners.values()).count(owner) + 1 >= self.settings.per_owner_cap
+        ):
+            self.wake.set()
 
     async def _attempt(self, job: Job, spec: ExecutionSpec) -> None:
         await self.notifier.publish(job)
