@@ -108,17 +108,18 @@ class LocalStorage:
         """Writes (or overwrites) the object atomically."""
         path = self.path(key)
 
-        def write() -> None:
+        def write() -> str:
             path.parent.mkdir(parents=True, exist_ok=True)
             partial = path.with_name(path.name + ".partial")
             partial.write_bytes(data)
             partial.replace(path)
+            return hashlib.sha256(data).hexdigest()  # here, off the event loop
 
         try:
-            await asyncio.to_thread(write)
+            digest = await asyncio.to_thread(write)
         except OSError as exc:
             raise _unavailable("write", exc) from None
-        return StoredObject(key, path.resolve().as_uri(), len(data), hashlib.sha256(data).hexdigest())
+        return StoredObject(key, path.resolve().as_uri(), len(data), digest)
 
     async def check(self) -> None:
         """Raises when the directory cannot be used."""

@@ -132,6 +132,17 @@ async def test_uploads_that_are_not_images_or_lie_about_their_type_are_415(devel
     assert fields(error_of(missing, 400)) == ["file"]
 
 
+async def test_a_malformed_multipart_body_is_a_400_naming_the_field(developer: Developer) -> None:
+    two_files = await developer.http.post(
+        "/api/v1/uploads",
+        files=[("file", ("a.png", photo(), "image/png")), ("file", ("b.png", photo(), "image/png"))],
+    )
+    error = error_of(two_files, 400)
+    assert error["details"]["reason"] == "MULTIPART_INVALID"
+    assert fields(error) == ["file"]
+    assert "Too many files" in error["message"]
+
+
 async def test_an_upload_over_the_size_limit_is_a_413_naming_it(
     stack: JobsStack, developer: Developer
 ) -> None:

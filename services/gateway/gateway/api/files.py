@@ -22,6 +22,13 @@ router = APIRouter(prefix="/api/v1", tags=["files"])
 SERVED_PREFIX = "outputs/"
 
 
+class Download(FileResponse):
+    """A file sent in 1 MiB reads rather than Starlette's 64 KiB: a 1.4 MB output in 2 reads, not 22, each
+    a hop to a worker thread and a write to the socket."""
+
+    chunk_size = 1024 * 1024
+
+
 def _refused(message: str, reason: str) -> errors.PermissionDenied:
     return errors.PermissionDenied(message, reason=reason, violations=violation("signature", message))
 
@@ -39,7 +46,7 @@ async def download(
     key: str,
     expires: int = Query(..., description="Unix time after which the link stops working."),
     signature: str = Query(..., max_length=128, description="HMAC-SHA256 of the key and expiry, hex."),
-) -> FileResponse:
+) -> Download:
     files: Files = request.app.state.files
     if not files.signer.verify(key, expires, signature, time.time()):
         if files.signer.verify(key, expires, signature, float("-inf")):
@@ -52,7 +59,7 @@ async def download(
     if path is None or (owner_id is not None and parts[1] != owner_id):
         raise errors.NotFound("no such file", reason="FILE_NOT_FOUND")
     ttl = max(0, expires - int(time.time()))
-    return FileResponse(
+    return Download(
         path,
         media_type=content_type_of(key),
         filename=parts[-1],
