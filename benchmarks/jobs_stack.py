@@ -5,7 +5,7 @@ local stack runs them, on PostgreSQL and Redis from BENCH_DATABASE_URL / BENCH_R
 TEST_DATABASE_URL / TEST_REDIS_URL, else the embedded servers the tests use), in a fresh database with every
 schema migrated. The backend is the local CPU runtime started as its own process (or any ComfyUI URL given),
 so a direct client can use the very same runtime as a baseline. Every service logs at `warning`, so no path
-pays for per-request info logs.
+pays for per-request info logs, and checks its dependencies every 5 s as in production.
 """
 
 from __future__ import annotations
@@ -142,7 +142,9 @@ async def running_stack(
             stack = Stack(database_url, redis_url, folder, runtime_url)
             (folder / "plans.json").write_text(json.dumps([PLAN]))
             logs = folder / "logs"
-            base = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "LOG_LEVEL": "warning"}
+            # Production's readiness interval, not the tests' 0.2 s.
+            quiet = {"LOG_LEVEL": "warning", "READINESS_INTERVAL_SECONDS": "5"}
+            base = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, **quiet}
             made = {
                 "identity": ServiceProcess("identity", dict(base), logs),
                 "billing": ServiceProcess(
@@ -153,7 +155,7 @@ async def running_stack(
                 "inference": ServiceProcess(
                     "inference",
                     {
-                        "LOG_LEVEL": "warning",
+                        **quiet,
                         "COMFYUI_URLS": f"local={runtime_url}",
                         "STORAGE_DIR": str(stack.storage),
                         **(inference_env or {}),
