@@ -35,5 +35,9 @@ def open_channel(address: str) -> grpc.aio.Channel:
             ("grpc.service_config", _SERVICE_CONFIG),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
+            # A peer that restarts is reached again within about a second, not after gRPC's default backoff
+            # (which grows to two minutes while it is down).
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1_000),
         ],
     )

@@ -3,6 +3,7 @@ translating JobService errors into the REST vocabulary."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -54,8 +55,9 @@ def rest_error(exc: grpc.aio.AioRpcError) -> errors.DomainError:
     return error
 
 
-async def submit(request: Request, owner: str) -> jobs_pb.CreateJobResponse:
-    """Parses the body, binds its inputs to stored uploads and creates the job."""
+async def submit(request: Request, owner: str, wait_seconds: float = 0.0) -> jobs_pb.CreateJobResponse:
+    """Parses the body, binds its inputs to stored uploads and creates the job; with `wait_seconds`, the
+    answer comes when the job ended or that wait ran out."""
     raw = await request.body()
     body: JobBody = validated(JobBody, load_json(raw))
     idempotency_key = request.headers.get(IDEMPOTENCY_HEADER, "")
@@ -68,9 +70,11 @@ async def submit(request: Request, owner: str) -> jobs_pb.CreateJobResponse:
         elif item.upload_id:
             key = await uploads.key_of(owner, item.upload_id, f"inputs[{index}].upload_id")
             message.inputs[index].upload_key = key
+    if wait_seconds:
+        message.wait.FromTimedelta(timedelta(seconds=wait_seconds))
     try:
         reply: jobs_pb.CreateJobResponse = await request.app.state.backends.jobs.CreateJob(
-            message, timeout=timeout(request)
+            message, timeout=timeout(request) + wait_seconds
         )
     except grpc.aio.AioRpcError as exc:
         raise rest_error(exc) from None

@@ -115,7 +115,10 @@ async def test_billing_down_at_admission_refuses_the_job_and_a_retry_admits_it_o
     [left] = await admitting_rows(stack)  # kept for the retry (or the reaper), never dispatched
 
     await stack.billing.start()
-    job = await stack.create(tiny_workflow(), request_id="billing-down")
+    # The client retries with its key, as the UNAVAILABLE told it to, until jobs has reconnected to billing.
+    job = await eventually(
+        lambda: stack.create(tiny_workflow(), request_id="billing-down"), lambda _: True, "the retry"
+    )
     assert job.name == f"jobs/{left}"
     assert job.state != job_pb2.JOB_STATE_UNSPECIFIED
     await assert_finished_once(stack, await stack.finished(job.name))

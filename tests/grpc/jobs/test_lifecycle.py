@@ -306,6 +306,36 @@ async def test_a_terminal_only_watch_sends_just_the_outcome(harness: JobsHarness
     assert await outcome() == [job_pb2.JOB_STATE_SUCCEEDED], "an ended job answers at once"
 
 
+async def test_create_job_with_a_wait_answers_with_the_outcome_or_the_job_as_it_is_when_the_wait_ends(
+    harness: JobsHarness,
+) -> None:
+    harness.inference.hold = True
+    request = create_request()
+    request.wait.FromSeconds(30)
+    waiting = asyncio.ensure_future(harness.jobs.CreateJob(request, metadata=as_user("alice")))
+    await harness.inference.wait_started(1)
+    [execution] = harness.inference.executions
+    harness.inference.execution(execution).release.set()
+    finished = (await asyncio.wait_for(waiting, 20)).job
+    assert finished.state == job_pb2.JOB_STATE_SUCCEEDED
+    assert execution == f"{finished.name}/attempts/1"
+
+    short = create_request()
+    short.wait.FromMilliseconds(300)
+    running = (await harness.jobs.CreateJob(short, metadata=as_user("alice"))).job
+    assert running.state in (job_pb2.JOB_STATE_QUEUED, job_pb2.JOB_STATE_RUNNING)  # not an error
+
+    for bad in (-1, 601):
+        invalid = create_request()
+        invalid.wait.FromSeconds(bad)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await harness.jobs.CreateJob(invalid, metadata=as_user("alice"))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert [v.field for v in status.from_rpc_error(raised.value).violations] == ["wait"]
+    listed = await harness.jobs.ListJobs(pb.ListJobsRequest(), metadata=as_user("alice"))
+    assert len(listed.jobs) == 2, "a refused wait creates no job"
+
+
 async def test_owners_take_turns_so_one_owners_backlog_does_not_starve_another(harness: JobsHarness) -> None:
     harness.inference.hold = True
     alice = [

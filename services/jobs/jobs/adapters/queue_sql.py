@@ -203,10 +203,10 @@ class SqlOutbox(Outbox):
             ).all()
         return [OutboxItem(r.id, r.topic, r.key, _payload(r.payload), r.attempts) for r in rows]
 
-    async def done(self, item_id: int) -> None:
+    async def done(self, item_ids: Sequence[int]) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(
-                text("UPDATE outbox SET done_time = now() WHERE id = :id"), {"id": item_id}
+                text("UPDATE outbox SET done_time = now() WHERE id = ANY(:ids)"), {"ids": list(item_ids)}
             )
 
     async def retry(self, item_id: int, error: str, delay_seconds: float) -> None:

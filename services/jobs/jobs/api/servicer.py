@@ -22,7 +22,7 @@ from jobs.api.convert import (
 from jobs.api.presets import PREFIX, preset_to_proto
 from jobs.domain.ids import is_job_id
 from jobs.service.admission import Admission
-from jobs.service.jobs import Jobs, parse_label_selector
+from jobs.service.jobs import Jobs, check_wait, parse_label_selector
 from jobs.service.ports import JobFilter
 from jobs.service.presets import PresetService
 from jobs.service.webhooks import Webhooks, WebhookSecrets
@@ -138,9 +138,11 @@ class JobServiceServicer(pb_grpc.JobServiceServicer):
 
     async def CreateJob(self, request: pb.CreateJobRequest, context: Context) -> pb.CreateJobResponse:
         started = self.admission.clock()
+        wait = check_wait(request.wait.ToTimedelta().total_seconds())
         job = await self.admission.create(new_job(request, _owner_of_new_job(request.owner)))
         # A job created before this call began can only be the original of a replayed request_id.
         replayed = bool(request.request_id) and job.create_time < started
+        job = await self.jobs.outcome(job, wait)
         return pb.CreateJobResponse(job=job_to_proto(job), replayed=replayed)
 
     async def GetJob(self, request: pb.GetJobRequest, context: Context) -> pb.GetJobResponse:

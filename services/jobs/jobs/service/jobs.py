@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +20,7 @@ from servicekit.logging import get_logger
 log = get_logger("jobs.jobs")
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 50
+MAX_WAIT_SECONDS = 600.0
 
 
 def _now() -> datetime:
@@ -88,6 +91,17 @@ class Snapshot:
     preview: tuple[bytes, str, str] | None = None
 
 
+def check_wait(seconds: float) -> float:
+    """`seconds` when it is a wait CreateJob may hold a call for; INVALID_ARGUMENT naming `wait` otherwise."""
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise errors.InvalidArgument(
+            f"wait must be between 0 and {MAX_WAIT_SECONDS:.0f} seconds",
+            reason="FIELD_INVALID",
+            violations=(errors.FieldViolation("wait", f"0 to {MAX_WAIT_SECONDS:.0f} seconds"),),
+        )
+    return seconds
+
+
 class Jobs:
     """Owner-scoped reads and changes of jobs."""
 
@@ -154,6 +168,16 @@ class Jobs:
             await self.cancel_execution(job.execution_id())  # type: ignore[misc]
         except errors.DomainError as exc:
             log.warning("job.interrupt_deferred", job=job.name, reason=exc.reason)
+
+    async def outcome(self, job: Job, wait_seconds: float) -> Job:
+        """The job once it ended, or as it is when `wait_seconds` (see check_wait) run out first."""
+        if job.state.terminal or not wait_seconds:
+            return job
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_seconds):
+                async for snapshot in self.watch(job.owner, job.id, job.sequence, False, terminal_only=True):
+                    return snapshot.job
+        return await self.get(job.owner, job.id)
 
     async def watch(
         self, owner: str, job_id: str, after: int, previews: bool, terminal_only: bool = False

@@ -95,6 +95,7 @@ class Relay:
     async def drain(self, limit: int = 50) -> int:
         """Performs what is due now; returns how many messages it handled."""
         items = await self.outbox.claim(list(self.handlers), limit, hold_seconds=60)
+        done = []
         for item in items:
             try:
                 await self.handlers[item.topic](item)
@@ -110,7 +111,9 @@ class Relay:
                 )
                 await self.outbox.retry(item.id, repr(exc), delay)
             else:
-                await self.outbox.done(item.id)
+                done.append(item.id)
+        if done:  # a crash before this only repeats what was done: every handler is idempotent
+            await self.outbox.done(done)
         return len(items)
 
     async def run(self, interval: float = 0.5) -> None:

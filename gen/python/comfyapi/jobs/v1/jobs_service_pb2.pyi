@@ -58,6 +58,7 @@ class CreateJobRequest(_message.Message):
     WEBHOOK_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    WAIT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """The idempotency key, 1 to 128 characters of [A-Za-z0-9._:-], unique per owner for as long as the job is kept
     (at least 30 days); empty (the default) means the call is not deduplicated.
@@ -98,6 +99,13 @@ class CreateJobRequest(_message.Message):
         a letter, values at most 256 characters.
         """
 
+    @_builtins.property
+    def wait(self) -> _duration_pb2.Duration:
+        """How long to hold the call for the job to end, at most 10 minutes: the response then carries the finished
+        job, or the job as it is when the wait runs out (not an error). Unset or zero (the default) answers as soon
+        as the job is queued. The call's own deadline must allow for the wait.
+        """
+
     def __init__(
         self,
         *,
@@ -110,10 +118,11 @@ class CreateJobRequest(_message.Message):
         webhook: _job_pb2.WebhookConfig | None = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         owner: _builtins.str = ...,
+        wait: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "preset", b"preset", "source", b"source", "webhook", b"webhook", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "preset", b"preset", "source", b"source", "wait", b"wait", "webhook", b"webhook", "workflow_json", b"workflow_json"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "inputs", b"inputs", "labels", b"labels", "owner", b"owner", "preset", b"preset", "priority", b"priority", "request_id", b"request_id", "source", b"source", "webhook", b"webhook", "workflow_json", b"workflow_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "inputs", b"inputs", "labels", b"labels", "owner", b"owner", "preset", b"preset", "priority", b"priority", "request_id", b"request_id", "source", b"source", "wait", b"wait", "webhook", b"webhook", "workflow_json", b"workflow_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_source: _TypeAlias = _typing.Literal["preset", "workflow_json"]  # noqa: Y015
     _WhichOneofArgType_source: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
