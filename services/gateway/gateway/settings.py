@@ -59,6 +59,7 @@ class GatewaySettings:
     # random key per process, so links work only on the replica that made them.
     files_signing_key: str = secret("")
     download_url_ttl_seconds: int = 900
-    # POST /api/v1/generate?wait=true holds the request at most this long before answering 202.
+    # POST /api/v1/generate?wait=true holds the request at most this long (10 minutes at most) before
+    # answering 202.
     generate_wait_seconds: float = 60.0
     sse_heartbeat_seconds: float = 15.0

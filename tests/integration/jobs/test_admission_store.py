@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jobs.adapters.job_store import SqlJobStore
 from jobs.adapters.tables import SCHEMA_NAME
 from jobs.domain import effects
-from jobs.domain.jobs import Job, JobState, Priority, Source
+from jobs.domain.jobs import Job, JobState, Priority
 from jobs.service.ports import ExecutionSpec
 from servicekit import db
+from tests.support.job_values import make_job
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 SPEC = ExecutionSpec("{}", ())
@@ -31,21 +31,7 @@ async def store(database_url: str) -> AsyncIterator[SqlJobStore]:
 
 def admitting(owner: str, minute: int, priority: Priority = Priority.NORMAL, request_id: str = "") -> Job:
     created = NOW + timedelta(minutes=minute)
-    return Job(
-        id=str(uuid.uuid4()),
-        owner=f"users/{owner}",
-        state=JobState.ADMITTING,
-        priority=priority,
-        source=Source(workflow_sha256="0" * 64),
-        inputs=(),
-        labels={},
-        webhook=None,
-        deadline=None,
-        request_id=request_id,
-        create_time=created,
-        update_time=created,
-        sequence=1,
-    )
+    return make_job(owner, JobState.ADMITTING, created, priority=priority, request_id=request_id)
 
 
 def queued(job: Job) -> Job:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,9 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from jobs.adapters import codec
 from jobs.adapters.queue_sql import SqlQueue
 from jobs.adapters.tables import SCHEMA_NAME, jobs, owner_turns
-from jobs.domain.jobs import Job, JobState, Priority, Source
+from jobs.domain.jobs import Job, JobState, Priority
 from jobs.service.ports import ExecutionSpec
 from servicekit import db
+from tests.support.job_values import make_job
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=1)
@@ -37,22 +37,7 @@ async def add(
     state: JobState = JobState.QUEUED,
     not_before: datetime = START,
 ) -> str:
-    created = START + timedelta(minutes=minute)
-    job = Job(
-        id=str(uuid.uuid4()),
-        owner=f"users/{owner}",
-        state=state,
-        priority=priority,
-        source=Source(workflow_sha256="0" * 64),
-        inputs=(),
-        labels={},
-        webhook=None,
-        deadline=None,
-        request_id="",
-        create_time=created,
-        update_time=created,
-        sequence=1,
-    )
+    job = make_job(owner, state, START + timedelta(minutes=minute), priority=priority)
     row = {
         **codec.to_row(job),
         "request_hash": "",

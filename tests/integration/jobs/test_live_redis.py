@@ -4,37 +4,16 @@ replicas' through pub/sub; queued signals wake the local dispatcher and every ot
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
 
 from jobs.adapters.live_redis import RedisLive
-from jobs.domain.jobs import Job, JobState, Priority, Source
+from jobs.domain.jobs import JobState
 from jobs.service.ports import Update
-
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def job(sequence: int) -> Job:
-    return Job(
-        id=str(uuid.uuid4()),
-        owner="users/a",
-        state=JobState.RUNNING,
-        priority=Priority.NORMAL,
-        source=Source(workflow_sha256="0" * 64),
-        inputs=(),
-        labels={},
-        webhook=None,
-        deadline=None,
-        request_id="",
-        create_time=NOW,
-        update_time=NOW,
-        sequence=sequence,
-    )
+from tests.support.job_values import make_job
 
 
 @pytest.fixture
@@ -56,7 +35,7 @@ async def test_a_replica_delivers_its_own_snapshot_once_and_another_replicas_thr
     replicas: tuple[RedisLive, RedisLive],
 ) -> None:
     here, there = replicas
-    first = job(5)
+    first = make_job(state=JobState.RUNNING, sequence=5)
     async with here.subscribe(first.id) as updates:
         await here.publish(first)
         assert await next_update(updates) == Update(5, job=first)

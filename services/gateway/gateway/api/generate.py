@@ -19,6 +19,7 @@ from gateway.auth.dependencies import SECURED, require_scope
 from gateway.job_views import REPLAYED_HEADER, job_json, submit
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
+MAX_WAIT_SECONDS = 600.0  # the longest CreateJob holds a call (CreateJobRequest.wait)
 
 
 @router.post(
@@ -37,7 +38,7 @@ async def generate(
     caller: Annotated[Authenticated, Depends(require_scope(JOBS_WRITE))],
     wait: bool = Query(False, description="Hold the request until the job finishes (bounded)."),
 ) -> JSONResponse:
-    wait_seconds = request.app.state.settings.generate_wait_seconds if wait else 0.0
+    wait_seconds = min(request.app.state.settings.generate_wait_seconds, MAX_WAIT_SECONDS) if wait else 0.0
     reply = await submit(request, caller.principal.subject, wait_seconds)
     job = reply.job
     headers = {"Location": f"/api/v1/{job.name}"}
