@@ -7,7 +7,7 @@ import base64
 import contextlib
 import hashlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -173,15 +173,16 @@ class Jobs:
         """The job once it ended, or as it is when `wait_seconds` (see check_wait) run out first."""
         if job.state.terminal or not wait_seconds:
             return job
+        ended = self.watch(job.owner, job.id, job.sequence, False, terminal_only=True)
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait_seconds):
-                async for snapshot in self.watch(job.owner, job.id, job.sequence, False, terminal_only=True):
+            async with asyncio.timeout(wait_seconds), contextlib.aclosing(ended):
+                async for snapshot in ended:
                     return snapshot.job
         return await self.get(job.owner, job.id)
 
     async def watch(
         self, owner: str, job_id: str, after: int, previews: bool, terminal_only: bool = False
-    ) -> AsyncIterator[Snapshot]:
+    ) -> AsyncGenerator[Snapshot, None]:
         """Snapshots newer than `after`, then one per change, ending after a terminal one (or only that)."""
         async for snapshot in self._changes(owner, job_id, after, previews and not terminal_only):
             if not terminal_only or snapshot.job.state.terminal:
