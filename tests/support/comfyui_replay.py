@@ -125,6 +125,7 @@ class ReplayComfyUI:
         self.deleted: list[str] = []
         self.interrupts: list[Any] = []
         self.uploads: dict[str, bytes] = {}
+        self.queue_reads = 0
         self.counter = 0
         self._runner: web.AppRunner | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -284,6 +285,8 @@ class ReplayComfyUI:
         self.history.clear()
 
     async def get_queue(self, request: web.Request) -> web.Response:
+        self.queue_reads += 1
+
         def item(prompt_id: str) -> list[Any]:
             prompt = self.prompts[prompt_id]
             return [prompt.number, prompt_id, prompt.graph, {"client_id": prompt.client_id}, []]

@@ -295,6 +295,19 @@ async def test_a_queued_prompt_reports_its_position_in_run_order(
     first.released.set()
 
 
+async def test_a_prompt_alone_on_the_backend_costs_no_queue_lookup(
+    fake: ReplayComfyUI, backend: ComfyUIBackend
+) -> None:
+    fake.scripts.append(basic_script())
+    watch = backend.watch(PROMPT_ID)
+    await backend.submit(PROMPT_ID, GRAPH, previews=False)
+    events = await collect(watch)
+
+    assert isinstance(events[-1], p.PromptSucceeded)
+    assert not any(isinstance(e, p.PromptQueued) for e in events)
+    assert fake.queue_reads == 0
+
+
 def test_the_three_binary_frame_layouts_decode() -> None:
     recorded = [e for e in capture("05_binary_frames")["events"] if e.get("kind") == "binary"]
     decoded = [frames.decode_binary(binary_frame(e)) for e in recorded]

@@ -61,3 +61,33 @@ async def test_queued_signals_wake_this_replica_at_once_and_the_others_through_r
     async with asyncio.timeout(5):
         await waiting
     await signals.aclose()
+
+
+async def test_a_burst_of_snapshots_reaches_another_replica_complete_and_in_order(
+    replicas: tuple[RedisLive, RedisLive],
+) -> None:
+    here, there = replicas
+    job = make_job(state=JobState.RUNNING, sequence=1)
+    async with there.subscribe(job.id) as updates:
+        await asyncio.sleep(0.1)  # the subscription is in place
+        for sequence in range(1, 61):  # within one watcher's inbox
+            await here.publish(replace(job, sequence=sequence))
+        received = [await next_update(updates) for _ in range(60)]
+
+    assert [u.sequence for u in received if u is not None] == list(range(1, 61))
+
+
+async def test_closing_a_replica_sends_what_it_had_not_sent_yet(clean_redis: str) -> None:
+    clients = [Redis.from_url(clean_redis), Redis.from_url(clean_redis)]
+    here, there = RedisLive(clients[0]), RedisLive(clients[1])
+    job = make_job(state=JobState.RUNNING, sequence=7)
+    try:
+        async with there.subscribe(job.id) as updates:
+            await asyncio.sleep(0.1)
+            await here.publish(job)
+            await here.aclose()
+            assert await next_update(updates) == Update(7, job=job)
+    finally:
+        await there.aclose()
+        for client in clients:
+            await client.aclose()

@@ -8,7 +8,9 @@ watches the job, and a reader task hands each message, parsed once, to every wat
 slow to keep up loses messages from a full inbox, which costs it at most a poll interval, never a state.
 
 What a replica publishes reaches its own watchers and dispatcher at once, without the round trip through
-Redis; each message carries its replica's origin tag, so the copy that comes back is dropped unparsed.
+Redis; each message carries its replica's origin tag, so the copy that comes back is dropped unparsed. The
+copies for other replicas leave through one sender task, in order, whatever accumulated since its last write
+going out in one pipeline, so a publisher never waits on Redis and a busy replica makes fewer writes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import base64
 import contextlib
 import json
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +37,8 @@ log = get_logger("jobs.live")
 QUEUED_CHANNEL = "jobs:queued"
 POLL_SECONDS = 1.0
 INBOX_SIZE = 64
+MAX_UNSENT = 10_000  # past this many messages waiting for Redis, new ones are dropped (Redis may lose them)
+SEND_BATCH = 256
 
 
 def channel(job_id: str) -> str:
@@ -51,12 +56,41 @@ class RedisLive:
         self.pubsub: PubSub | None = None
         self.reader: asyncio.Task[None] | None = None
         self.queued = asyncio.Event()
+        self.unsent: deque[tuple[str, bytes]] = deque()
+        self.to_send = asyncio.Event()
+        self.sender: asyncio.Task[None] | None = None
+        self.closing = False
+        self.dropped = 0
 
-    async def _send(self, name: str, message: dict[str, object]) -> None:
-        try:
-            await self.client.publish(name, self.origin + json.dumps(message, separators=(",", ":")).encode())
-        except RedisError as exc:
-            log.warning("live.publish_failed", error=repr(exc)[:200])
+    def _send(self, name: str, message: dict[str, object]) -> None:
+        if len(self.unsent) >= MAX_UNSENT:
+            if self.dropped % 1000 == 0:
+                log.warning("live.publish_dropped", dropped=self.dropped + 1, why="Redis is not keeping up")
+            self.dropped += 1
+            return
+        self.unsent.append((name, self.origin + json.dumps(message, separators=(",", ":")).encode()))
+        self.to_send.set()
+        if self.sender is None:
+            self.sender = asyncio.create_task(self._send_all(), name="live-sender")
+
+    async def _send_all(self) -> None:
+        while True:
+            await self.to_send.wait()
+            self.to_send.clear()
+            while self.unsent:
+                batch = [self.unsent.popleft() for _ in range(min(len(self.unsent), SEND_BATCH))]
+                try:
+                    if len(batch) == 1:
+                        await self.client.publish(*batch[0])
+                    else:
+                        async with self.client.pipeline(transaction=False) as pipe:
+                            for name, data in batch:
+                                pipe.publish(name, data)
+                            await pipe.execute()
+                except RedisError as exc:
+                    log.warning("live.publish_failed", messages=len(batch), error=repr(exc)[:200])
+            if self.closing:
+                return
 
     def _deliver(self, name: bytes, update: Update) -> None:
         for inbox in self.inboxes.get(name, ()):
@@ -66,20 +100,20 @@ class RedisLive:
     async def publish(self, job: Job) -> None:
         name = channel(job.id)
         self._deliver(name.encode(), Update(job.sequence, job=job))
-        await self._send(name, {"sequence": job.sequence, "job": codec.to_json(job)})
+        self._send(name, {"sequence": job.sequence, "job": codec.to_json(job)})
         if job.state is JobState.QUEUED:
             await self.announce_queued()
 
     async def announce_queued(self) -> None:
         self.queued.set()
-        await self._send(QUEUED_CHANNEL, {})
+        self._send(QUEUED_CHANNEL, {})
 
     async def publish_preview(
         self, job_id: str, sequence: int, image: bytes, mime_type: str, node_id: str
     ) -> None:
         name = channel(job_id)
         self._deliver(name.encode(), Update(sequence, preview=(image, mime_type, node_id)))
-        await self._send(
+        self._send(
             name,
             {
                 "sequence": sequence,
@@ -131,10 +165,15 @@ class RedisLive:
                 self._deliver(message["channel"], update)
 
     async def aclose(self) -> None:
-        """Stops the shared subscriber."""
-        if self.reader is not None:
-            self.reader.cancel()
-            await asyncio.gather(self.reader, return_exceptions=True)
+        """Sends what is still waiting (for at most a second), then stops the sender and the subscriber."""
+        if self.sender is not None:
+            self.closing = True
+            self.to_send.set()
+            await asyncio.wait({self.sender}, timeout=1.0)
+        for task in (self.sender, self.reader):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self.pubsub is not None:
             with contextlib.suppress(RedisError):
                 await self.pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -250,7 +250,10 @@ class ComfyUIBackend:
             await self.recover(watch, restarted)
 
     def _schedule_queue_refresh(self) -> None:
-        if not any(not w.started and not w.done for w in self._watches.values()):
+        waiting = [w for w in self._watches.values() if not w.started and not w.done]
+        # A prompt alone on the backend runs now or next: unless a watch was told of a place further back,
+        # there is no position worth a GET /queue.
+        if not waiting or (self.queue_remaining <= 1 and all(w.position is None for w in waiting)):
             return
         if self._queue_refresh is None or self._queue_refresh.done():
             self._queue_refresh = asyncio.create_task(self._refresh_positions())
