@@ -30,11 +30,27 @@ _TAKE_OVER = text("""
     RETURNING *
 """)
 
+# The end of both claims: starts the chosen candidates and records their owners' turn, in the claim's own
+# statement (one round trip, atomic without a transaction of its own).
+_START = """, claimed AS (
+        UPDATE jobs SET state = 'running', attempt_count = jobs.attempt_count + 1, lease_owner = :worker,
+            lease_expires = :until, start_time = coalesce(jobs.start_time, :now), update_time = :now,
+            sequence = greatest(jobs.sequence + 1, :sequence), progress = NULL, cancel_requested = false,
+            submitted_attempts = greatest(jobs.submitted_attempts, jobs.attempt_count + 1)
+        FROM candidate WHERE jobs.id = candidate.id
+        RETURNING jobs.*, jobs.attempt_count > candidate.submitted_attempts AS new_execution
+    ), turns AS (
+        INSERT INTO owner_turns (owner, last_dispatch_time) SELECT DISTINCT owner, :now FROM claimed
+        ON CONFLICT (owner) DO UPDATE SET last_dispatch_time = excluded.last_dispatch_time
+    )
+    SELECT * FROM claimed
+"""
+
 # Each owner's first eligible jobs (found by skipping through the owners that have queued jobs, one index
 # probe each), then the best `limit` of those heads, one per owner in each round and never more than an
 # owner's cap allows: the cost grows with the number of owners waiting, not with the depth of the queue, and
 # is shared by a batch. When every head is locked by other claimers, _CLAIM_ANY looks at the whole queue.
-_CLAIM = text("""
+_CLAIM = text(f"""
     WITH RECURSIVE owners AS (
         (SELECT owner FROM jobs WHERE state = 'queued' ORDER BY owner LIMIT 1)
         UNION ALL
@@ -63,17 +79,10 @@ _CLAIM = text("""
         WHERE j.state = 'queued'
         ORDER BY h.priority DESC, h.place, h.last_dispatch_time ASC NULLS FIRST, h.create_time, h.id
         LIMIT :limit FOR UPDATE OF j SKIP LOCKED
-    )
-    UPDATE jobs SET state = 'running', attempt_count = jobs.attempt_count + 1, lease_owner = :worker,
-        lease_expires = :until, start_time = coalesce(jobs.start_time, :now), update_time = :now,
-        sequence = greatest(jobs.sequence + 1, :sequence), progress = NULL, cancel_requested = false,
-        submitted_attempts = greatest(jobs.submitted_attempts, jobs.attempt_count + 1)
-    FROM candidate WHERE jobs.id = candidate.id
-    RETURNING jobs.*, jobs.attempt_count > candidate.submitted_attempts AS new_execution
-""")
+    ){_START}""")
 
 # The same choice over every queued job: exhaustive, and slower the deeper the queue.
-_CLAIM_ANY = text("""
+_CLAIM_ANY = text(f"""
     WITH busy AS (
         SELECT owner, count(*) AS running FROM jobs WHERE state = 'running' GROUP BY owner
     ), candidate AS (
@@ -83,19 +92,7 @@ _CLAIM_ANY = text("""
         WHERE j.state = 'queued' AND j.next_attempt_time <= :now AND coalesce(b.running, 0) < :cap
         ORDER BY j.priority DESC, t.last_dispatch_time ASC NULLS FIRST, j.create_time, j.id
         LIMIT 1 FOR UPDATE OF j SKIP LOCKED
-    )
-    UPDATE jobs SET state = 'running', attempt_count = jobs.attempt_count + 1, lease_owner = :worker,
-        lease_expires = :until, start_time = coalesce(jobs.start_time, :now), update_time = :now,
-        sequence = greatest(jobs.sequence + 1, :sequence), progress = NULL, cancel_requested = false,
-        submitted_attempts = greatest(jobs.submitted_attempts, jobs.attempt_count + 1)
-    FROM candidate WHERE jobs.id = candidate.id
-    RETURNING jobs.*, jobs.attempt_count > candidate.submitted_attempts AS new_execution
-""")
-
-_TURN = text("""
-    INSERT INTO owner_turns (owner, last_dispatch_time) SELECT unnest(CAST(:owners AS text[])), :now
-    ON CONFLICT (owner) DO UPDATE SET last_dispatch_time = excluded.last_dispatch_time
-""")
+    ){_START}""")
 
 _RELEASE = text("""
     UPDATE jobs SET lease_expires = :now WHERE state = 'running' AND lease_owner = :worker
@@ -118,8 +115,7 @@ class SqlQueue:
     """Claims and lease renewals on the jobs table."""
 
     def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.single = db.autocommit(engine)
+        self.single = db.autocommit(engine)  # every change here is one statement
 
     async def take_over(
         self, worker: str, lease_seconds: float, now: datetime
@@ -143,13 +139,10 @@ class SqlQueue:
             "heads": HEADS_PER_OWNER,
             "limit": limit,
         }
-        async with self.engine.begin() as connection:
+        async with self.single.connect() as connection:
             rows = (await connection.execute(_CLAIM, values)).all()
             if not rows:
                 rows = (await connection.execute(_CLAIM_ANY, values)).all()
-            if rows:
-                owners = sorted({row.owner for row in rows})
-                await connection.execute(_TURN, {"owners": owners, "now": now})
         ordered = sorted(rows, key=lambda row: (-row.priority, row.create_time))
         return [(codec.from_row(row), _spec(row)) for row in ordered]
 
