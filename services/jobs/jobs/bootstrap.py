@@ -5,6 +5,7 @@ Nothing runs at import time; the dispatcher, the reaper and the outbox relay sta
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from datetime import timedelta
@@ -49,7 +50,8 @@ async def build(settings: JobsSettings) -> ServiceApp:
         open_channel(settings.billing_addr),
         open_channel(settings.inference_addr),
     )
-    store, live = JobsStore(engine), RedisLive(cache)
+    outbox_written = asyncio.Event()  # wakes the relay as soon as this replica commits outbox messages
+    store, live = JobsStore(engine, outbox_written.set), RedisLive(cache)
     billing, inference = GrpcBilling(billing_channel), GrpcInference(inference_channel)
     presets = PresetService(
         PresetDirectory(Path(settings.presets_dir) if settings.presets_dir else BUILTIN_DIR)
@@ -102,7 +104,9 @@ async def build(settings: JobsSettings) -> ServiceApp:
         ),
     )
     reaper = Reaper(store, live, abandoned_after=timedelta(seconds=settings.admission_abandon_seconds))
-    relay = Relay(SqlOutbox(engine), {**usage_handlers(billing), WEBHOOK: webhooks.record_event})
+    relay = Relay(
+        SqlOutbox(engine), {**usage_handlers(billing), WEBHOOK: webhooks.record_event}, outbox_written
+    )
     return ServiceApp(
         name=settings.service_name,
         registrations=[registration(presets, admission, jobs, webhooks, secrets)],

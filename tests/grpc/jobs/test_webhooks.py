@@ -18,6 +18,7 @@ import grpc
 import pytest
 from aiohttp import web
 from google.protobuf.duration_pb2 import Duration
+from sqlalchemy import select
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from comfyapi.billing.v1 import billing_service_pb2_grpc as billing_grpc
@@ -25,7 +26,7 @@ from comfyapi.jobs.v1 import job_pb2, webhook_pb2
 from comfyapi.jobs.v1 import jobs_service_pb2 as pb
 from comfyapi.jobs.v1 import jobs_service_pb2_grpc as pb_grpc
 from jobs.adapters.job_store import SqlJobStore
-from jobs.adapters.tables import SCHEMA_NAME
+from jobs.adapters.tables import SCHEMA_NAME, outbox
 from jobs.adapters.webhook_store import SqlWebhookStore
 from jobs.api.convert import render_event
 from jobs.domain.effects import WEBHOOK
@@ -464,6 +465,18 @@ async def test_without_sealing_keys_no_secret_can_be_created(harness: JobsHarnes
     error = status.from_rpc_error(raised.value)
     assert error.reason == "WEBHOOK_SECRET_KEYS_NOT_CONFIGURED"
     assert "WEBHOOK_SECRET_KEYS" in error.message
+
+
+async def test_the_relay_hands_a_webhook_event_over_on_its_first_attempt(hooks: Hooks) -> None:
+    await rotate(hooks)
+    job = await run_job(hooks, hooks.receiver.url)
+    await settled(hooks, job.name)
+    query = select(outbox.c.attempts, outbox.c.last_error).where(outbox.c.topic == WEBHOOK)
+    async with hooks.store.engine.connect() as connection:
+        handed_over = (await connection.execute(query)).all()
+    # A failure after the delivery was written would be retried unseen, the sender finding the delivery only
+    # at its next poll: a second late, with a warning each time.
+    assert [(row.attempts, row.last_error) for row in handed_over] == [(1, None)]
 
 
 async def test_an_event_handed_over_again_after_a_crash_stays_one_delivery(hooks: Hooks) -> None:

@@ -8,7 +8,7 @@ transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -89,9 +89,10 @@ def _job(row: Any) -> Job:
 class SqlJobStore:
     """The jobs table behind the service's JobStore port."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, outbox_written: Callable[[], None] = lambda: None) -> None:
         self.engine = engine
         self.single = db.autocommit(engine)
+        self.outbox_written = outbox_written  # called after each commit that wrote outbox messages
 
     async def find_by_request(self, owner: str, request_id: str) -> tuple[Job, str] | None:
         async with self.single.connect() as connection:
@@ -149,6 +150,7 @@ class SqlJobStore:
             if result.rowcount != 1:
                 return False
             await write_outbox(connection, messages, datetime.now(UTC))
+        self.outbox_written()
         return True
 
     async def save(
@@ -178,6 +180,8 @@ class SqlJobStore:
             if result.rowcount != 1:
                 return False
             await write_outbox(connection, messages, job.update_time)
+        if messages:
+            self.outbox_written()
         return True
 
     async def get(self, owner: str | None, job_id: str) -> Job | None:

@@ -19,6 +19,7 @@ from servicekit.logging import get_logger
 log = get_logger("jobs.maintenance")
 ABANDONED_AFTER = timedelta(minutes=2)
 MAX_RELAY_DELAY_SECONDS = 300.0
+RELAY_POLL_SECONDS = 2.0
 
 Handler = Callable[[OutboxItem], Awaitable[None]]
 
@@ -86,11 +87,18 @@ def usage_handlers(billing: Billing) -> dict[str, Handler]:
 
 
 class Relay:
-    """Performs outbox messages once their transactions committed, retrying with backoff until done."""
+    """Performs outbox messages once their transactions committed, retrying with backoff until done.
 
-    def __init__(self, outbox: Outbox, handlers: Mapping[str, Handler]) -> None:
+    `written` is set whenever this replica commits outbox messages, so they go out at once; the poll finds
+    the rest (retries falling due, messages another replica left when it died).
+    """
+
+    def __init__(
+        self, outbox: Outbox, handlers: Mapping[str, Handler], written: asyncio.Event | None = None
+    ) -> None:
         self.outbox = outbox
         self.handlers = dict(handlers)
+        self.written = written or asyncio.Event()
 
     async def drain(self, limit: int = 50) -> int:
         """Performs what is due now; returns how many messages it handled."""
@@ -116,13 +124,16 @@ class Relay:
             await self.outbox.done(done)
         return len(items)
 
-    async def run(self, interval: float = 0.5) -> None:
-        """Drains until cancelled."""
+    async def run(self, interval: float = RELAY_POLL_SECONDS) -> None:
+        """Drains until cancelled: again at once while it finds work, else when woken or after `interval`."""
         while True:
+            self.written.clear()  # before draining: a message committed meanwhile wakes the wait below
             try:
                 handled = await self.drain()
             except Exception as exc:
                 log.warning("outbox.drain_failed", error=repr(exc)[:200])
                 handled = 0
             if not handled:
-                await asyncio.sleep(interval)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await self.written.wait()

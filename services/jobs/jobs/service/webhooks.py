@@ -226,7 +226,7 @@ class Webhooks:
         )
         if await self.store.add_delivery(delivery):
             log.info(
-                "webhook.queued", job=job.name, delivery=delivery.id, event=event_type, event_id=event_id
+                "webhook.queued", job=job.name, delivery=delivery.id, event_type=event_type, event_id=event_id
             )
             self.wake.set()
 
