@@ -97,9 +97,11 @@ class FakeInference(pb_grpc.InferenceServiceServicer):
             asyncio.ensure_future(execution.release.wait()),
             asyncio.ensure_future(execution.cancelled.wait()),
         ]
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in waiters:
-            waiter.cancel()
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the caller goes away mid-wait
+            for waiter in waiters:
+                waiter.cancel()
         if execution.cancelled.is_set():
             yield event(cancelled=execution_pb2.CancelledEvent(reason=execution_pb2.CANCEL_REASON_REQUESTED))
             return
