@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.adapters import codec
 from jobs.adapters.queue_sql import SqlQueue
-from jobs.adapters.tables import SCHEMA_NAME, jobs, owner_turns
+from jobs.adapters.tables import jobs, owner_turns
 from jobs.domain.jobs import Job, JobState, Priority
 from jobs.service.ports import ExecutionSpec
-from servicekit import db
 from tests.support.job_values import make_job
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = START + timedelta(hours=1)
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url, SCHEMA_NAME)
-    yield engine
-    await engine.dispose()
 
 
 async def add(

@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.adapters import codec
 from jobs.adapters.job_store import SqlJobStore
 from jobs.adapters.queue_sql import SqlOutbox
-from jobs.adapters.tables import SCHEMA_NAME, jobs
+from jobs.adapters.tables import jobs
 from jobs.domain import effects
 from jobs.domain.jobs import JobState, finish
 from jobs.service.maintenance import Relay
 from jobs.service.ports import OutboxItem
-from servicekit import db
 from tests.support.job_values import make_job
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = db.create_engine(database_url, SCHEMA_NAME)
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_finished_job_is_settled_at_once_though_the_relay_polls_only_hourly(
