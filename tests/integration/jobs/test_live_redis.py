@@ -77,17 +77,13 @@ async def test_a_burst_of_snapshots_reaches_another_replica_complete_and_in_orde
     assert [u.sequence for u in received if u is not None] == list(range(1, 61))
 
 
-async def test_closing_a_replica_sends_what_it_had_not_sent_yet(clean_redis: str) -> None:
-    clients = [Redis.from_url(clean_redis), Redis.from_url(clean_redis)]
-    here, there = RedisLive(clients[0]), RedisLive(clients[1])
+async def test_closing_a_replica_sends_what_it_had_not_sent_yet(
+    replicas: tuple[RedisLive, RedisLive],
+) -> None:
+    here, there = replicas
     job = make_job(state=JobState.RUNNING, sequence=7)
-    try:
-        async with there.subscribe(job.id) as updates:
-            await asyncio.sleep(0.1)
-            await here.publish(job)
-            await here.aclose()
-            assert await next_update(updates) == Update(7, job=job)
-    finally:
-        await there.aclose()
-        for client in clients:
-            await client.aclose()
+    async with there.subscribe(job.id) as updates:
+        await asyncio.sleep(0.1)  # the subscription is in place
+        await here.publish(job)
+        await here.aclose()
+        assert await next_update(updates) == Update(7, job=job)
