@@ -87,7 +87,7 @@ class RedisLive:
                             for name, data in batch:
                                 pipe.publish(name, data)
                             await pipe.execute()
-                except RedisError as exc:
+                except Exception as exc:  # whatever happened to this batch, the sender goes on
                     log.warning("live.publish_failed", messages=len(batch), error=repr(exc)[:200])
             if self.closing:
                 return
