@@ -20,6 +20,10 @@ log = get_logger("jobs.maintenance")
 ABANDONED_AFTER = timedelta(minutes=2)
 MAX_RELAY_DELAY_SECONDS = 300.0
 RELAY_POLL_SECONDS = 2.0
+# Drains start at least this far apart: what commits in between goes out together (a batch under load, at
+# once when the replica is quiet).
+RELAY_MIN_GAP_SECONDS = 0.05
+RELAY_BATCH = 50
 
 Handler = Callable[[OutboxItem], Awaitable[None]]
 
@@ -100,7 +104,7 @@ class Relay:
         self.handlers = dict(handlers)
         self.written = written or asyncio.Event()
 
-    async def drain(self, limit: int = 50) -> int:
+    async def drain(self, limit: int = RELAY_BATCH) -> int:
         """Performs what is due now; returns how many messages it handled."""
         items = await self.outbox.claim(list(self.handlers), limit, hold_seconds=60)
         done = []
@@ -124,16 +128,20 @@ class Relay:
             await self.outbox.done(done)
         return len(items)
 
-    async def run(self, interval: float = RELAY_POLL_SECONDS) -> None:
-        """Drains until cancelled: again at once while it finds work, else when woken or after `interval`."""
+    async def run(self, interval: float = RELAY_POLL_SECONDS, min_gap: float = RELAY_MIN_GAP_SECONDS) -> None:
+        """Drains until cancelled: again at once while batches come back full, else when woken or after
+        `interval`, never sooner than `min_gap` after the previous drain began."""
+        loop = asyncio.get_running_loop()
         while True:
             self.written.clear()  # before draining: a message committed meanwhile wakes the wait below
+            began = loop.time()
             try:
                 handled = await self.drain()
             except Exception as exc:
                 log.warning("outbox.drain_failed", error=repr(exc)[:200])
                 handled = 0
-            if not handled:
+            if handled < RELAY_BATCH:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(interval):
                         await self.written.wait()
+                await asyncio.sleep(max(0.0, began + min_gap - loop.time()))
