@@ -1,17 +1,18 @@
-"""The outbox relay on PostgreSQL: what this replica commits goes out at once, not at the next poll."""
+"""The outbox relay on PostgreSQL: what this replica commits goes out at once, not at the next poll, and
+what was performed long ago is pruned."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from jobs.adapters import codec
 from jobs.adapters.job_store import SqlJobStore
 from jobs.adapters.queue_sql import SqlOutbox
-from jobs.adapters.tables import jobs
+from jobs.adapters.tables import jobs, outbox
 from jobs.domain import effects
 from jobs.domain.jobs import JobState, finish
 from jobs.service.maintenance import Relay
@@ -45,3 +46,29 @@ async def test_a_finished_job_is_settled_at_once_though_the_relay_polls_only_hou
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_messages_performed_over_a_week_ago_are_pruned_and_nothing_else(engine: AsyncEngine) -> None:
+    now = datetime.now(UTC)
+    ages = {"old-done": (now - timedelta(days=8), now - timedelta(days=8))}
+    ages["recent-done"] = (now - timedelta(days=8), now - timedelta(hours=1))
+    ages["old-pending"] = (now - timedelta(days=30), None)
+    async with engine.begin() as connection:
+        for key, (created, done) in ages.items():
+            await connection.execute(
+                insert(outbox).values(
+                    topic=effects.USAGE_COMMIT,
+                    key=key,
+                    payload={},
+                    create_time=created,
+                    available_time=created,
+                    attempts=1,
+                    done_time=done,
+                )
+            )
+    relay = Relay(SqlOutbox(engine), {})
+
+    assert await relay.prune() == 1
+    async with engine.connect() as connection:
+        left = (await connection.execute(select(outbox.c.key).order_by(outbox.c.key))).scalars().all()
+    assert left == ["old-pending", "recent-done"]

@@ -166,6 +166,15 @@ _CLAIM_OUTBOX = text("""
 """)
 
 
+# Oldest first along the primary key, so a pass stops at the first `limit` it finds among the oldest rows;
+# rows another replica is deleting at the same moment are left to it.
+_PRUNE_OUTBOX = text("""
+    DELETE FROM outbox WHERE id IN (
+        SELECT id FROM outbox WHERE done_time < :before ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+    )
+""")
+
+
 def _payload(stored: dict[str, object]) -> dict[str, object]:
     """A stored payload with its job snapshot (see effects.SNAPSHOT) decoded back into a Job."""
     payload = dict(stored)
@@ -211,3 +220,8 @@ class SqlOutbox(Outbox):
                 ),
                 {"id": item_id, "delay": delay_seconds, "error": error[:500]},
             )
+
+    async def prune(self, done_before: datetime, limit: int) -> int:
+        async with self.engine.connect() as connection:
+            result = await connection.execute(_PRUNE_OUTBOX, {"before": done_before, "limit": limit})
+        return int(result.rowcount)

@@ -24,6 +24,11 @@ RELAY_POLL_SECONDS = 2.0
 # once when the replica is quiet).
 RELAY_MIN_GAP_SECONDS = 0.05
 RELAY_BATCH = 50
+# Performed messages are kept this long (for inspection), then deleted a batch a minute at most, so the outbox
+# holds about a week of traffic rather than all of it.
+OUTBOX_KEEP_DONE = timedelta(days=7)
+OUTBOX_PRUNE_INTERVAL_SECONDS = 60.0
+OUTBOX_PRUNE_BATCH = 5000
 
 Handler = Callable[[OutboxItem], Awaitable[None]]
 
@@ -103,6 +108,7 @@ class Relay:
         self.outbox = outbox
         self.handlers = dict(handlers)
         self.written = written or asyncio.Event()
+        self.prune_due = 0.0  # loop time of the next pruning pass
 
     async def drain(self, limit: int = RELAY_BATCH) -> int:
         """Performs what is due now; returns how many messages it handled."""
@@ -128,6 +134,17 @@ class Relay:
             await self.outbox.done(done)
         return len(items)
 
+    async def prune(self) -> int:
+        """Deletes a batch of messages performed more than OUTBOX_KEEP_DONE ago; returns how many."""
+        try:
+            pruned = await self.outbox.prune(_now() - OUTBOX_KEEP_DONE, OUTBOX_PRUNE_BATCH)
+        except Exception as exc:  # the next pass tries again
+            log.warning("outbox.prune_failed", error=repr(exc)[:200])
+            return 0
+        if pruned:
+            log.info("outbox.pruned", messages=pruned)
+        return pruned
+
     async def run(self, interval: float = RELAY_POLL_SECONDS, min_gap: float = RELAY_MIN_GAP_SECONDS) -> None:
         """Drains until cancelled: again at once while batches come back full, else when woken or after
         `interval`, never sooner than `min_gap` after the previous drain began."""
@@ -135,6 +152,9 @@ class Relay:
         while True:
             self.written.clear()  # before draining: a message committed meanwhile wakes the wait below
             began = loop.time()
+            if began >= self.prune_due:
+                self.prune_due = began + OUTBOX_PRUNE_INTERVAL_SECONDS
+                await self.prune()
             try:
                 handled = await self.drain()
             except Exception as exc:

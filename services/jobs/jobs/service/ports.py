@@ -131,6 +131,10 @@ class Outbox(Protocol):
 
     async def retry(self, item_id: int, error: str, delay_seconds: float) -> None: ...
 
+    async def prune(self, done_before: datetime, limit: int) -> int:
+        """Deletes up to `limit` messages performed before `done_before`; returns how many."""
+        ...
+
 
 class Executor(Protocol):
     """Runs one attempt of a job on the inference context and reports its events."""
