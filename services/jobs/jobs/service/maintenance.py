@@ -99,7 +99,8 @@ class Relay:
     """Performs outbox messages once their transactions committed, retrying with backoff until done.
 
     `written` is set whenever this replica commits outbox messages, so they go out at once; the poll finds
-    the rest (retries falling due, messages another replica left when it died).
+    the rest (retries falling due, messages another replica left when it died). Once a minute it also
+    deletes a batch of messages performed more than a week ago.
     """
 
     def __init__(
