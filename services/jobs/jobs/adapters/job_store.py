@@ -26,22 +26,22 @@ from servicekit import db
 
 
 async def write_outbox(connection: AsyncConnection, messages: Sequence[OutboxMessage], now: datetime) -> None:
-    """Adds side effects; one already written under the same topic and key is kept as it is."""
-    for message in messages:
-        await connection.execute(
-            pg_insert(outbox)
-            .values(
-                topic=message.topic,
-                key=message.key,
-                payload={
-                    k: codec.to_json(v) if isinstance(v, Job) else v for k, v in message.payload.items()
-                },
-                create_time=now,
-                available_time=now,
-                attempts=0,
-            )
-            .on_conflict_do_nothing(index_elements=[outbox.c.topic, outbox.c.key])
-        )
+    """Adds side effects in one statement; one already written under the same topic and key is kept."""
+    if not messages:
+        return
+    rows = [
+        {
+            "topic": message.topic,
+            "key": message.key,
+            "payload": {k: codec.to_json(v) if isinstance(v, Job) else v for k, v in message.payload.items()},
+            "create_time": now,
+            "available_time": now,
+            "attempts": 0,
+        }
+        for message in messages
+    ]
+    statement = pg_insert(outbox).values(rows)
+    await connection.execute(statement.on_conflict_do_nothing(index_elements=[outbox.c.topic, outbox.c.key]))
 
 
 def _queue_position() -> ColumnElement[int]:
