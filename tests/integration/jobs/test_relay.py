@@ -14,10 +14,38 @@ from jobs.adapters.job_store import SqlJobStore
 from jobs.adapters.queue_sql import SqlOutbox
 from jobs.adapters.tables import jobs, outbox
 from jobs.domain import effects
-from jobs.domain.jobs import JobState, finish
+from jobs.domain.jobs import Job, JobState, finish
 from jobs.service.maintenance import Relay
 from jobs.service.ports import OutboxItem
 from tests.support.job_values import make_job
+
+
+async def add_running(engine: AsyncEngine) -> Job:
+    job = make_job(state=JobState.RUNNING)
+    async with engine.begin() as connection:
+        row = codec.to_row(job) | {"request_hash": "", "workflow_json": "{}", "files": []}
+        row["next_attempt_time"] = job.create_time
+        await connection.execute(insert(jobs).values(**row))
+    return job
+
+
+async def outbox_keys(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as connection:
+        return list((await connection.execute(select(outbox.c.key).order_by(outbox.c.key))).scalars())
+
+
+async def test_an_outcome_writes_its_messages_once_and_a_fenced_out_change_writes_none(
+    engine: AsyncEngine,
+) -> None:
+    store = SqlJobStore(engine)
+    job = await add_running(engine)
+    done = finish(job, JobState.SUCCEEDED, datetime.now(UTC))
+
+    assert not await store.save(done, JobState.QUEUED, effects.on_finish(done))  # not in that state
+    assert await outbox_keys(engine) == []
+    assert await store.save(done, JobState.RUNNING, effects.on_finish(done))
+    assert not await store.save(done, JobState.RUNNING, effects.on_finish(done))  # it ended already
+    assert await outbox_keys(engine) == [job.id]
 
 
 async def test_a_finished_job_is_settled_at_once_though_the_relay_polls_only_hourly(
@@ -30,11 +58,7 @@ async def test_a_finished_job_is_settled_at_once_though_the_relay_polls_only_hou
     async def commit(item: OutboxItem) -> None:
         await settled.put(item.key)
 
-    job = make_job(state=JobState.RUNNING)
-    async with engine.begin() as connection:
-        row = codec.to_row(job) | {"request_hash": "", "workflow_json": "{}", "files": []}
-        row["next_attempt_time"] = job.create_time
-        await connection.execute(insert(jobs).values(**row))
+    job = await add_running(engine)
     relay = Relay(SqlOutbox(engine), {effects.USAGE_COMMIT: commit}, written)
     running = asyncio.create_task(relay.run(interval=3600))
     try:
@@ -69,6 +93,4 @@ async def test_messages_performed_over_a_week_ago_are_pruned_and_nothing_else(en
     relay = Relay(SqlOutbox(engine), {})
 
     assert await relay.prune() == 1
-    async with engine.connect() as connection:
-        left = (await connection.execute(select(outbox.c.key).order_by(outbox.c.key))).scalars().all()
-    assert left == ["old-pending", "recent-done"]
+    assert await outbox_keys(engine) == ["old-pending", "recent-done"]

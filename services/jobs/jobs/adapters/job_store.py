@@ -13,7 +13,27 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, delete, func, literal, or_, select, text, update
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    DateTime,
+    Integer,
+    Text,
+    and_,
+    case,
+    column,
+    delete,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+    values,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,23 +45,34 @@ from jobs.service.ports import ExecutionSpec, JobFilter, PageCursor
 from servicekit import db
 
 
+def _payload(message: OutboxMessage) -> dict[str, object]:
+    return {k: codec.to_json(v) if isinstance(v, Job) else v for k, v in message.payload.items()}
+
+
 async def write_outbox(connection: AsyncConnection, messages: Sequence[OutboxMessage], now: datetime) -> None:
     """Adds side effects in one statement; one already written under the same topic and key is kept."""
-    if not messages:
-        return
-    rows = [
-        {
-            "topic": message.topic,
-            "key": message.key,
-            "payload": {k: codec.to_json(v) if isinstance(v, Job) else v for k, v in message.payload.items()},
-            "create_time": now,
-            "available_time": now,
-            "attempts": 0,
-        }
-        for message in messages
-    ]
-    statement = pg_insert(outbox).values(rows)
-    await connection.execute(statement.on_conflict_do_nothing(index_elements=[outbox.c.topic, outbox.c.key]))
+    if messages:
+        await connection.execute(_outbox_insert(messages, now, after=None))
+
+
+def _outbox_insert(messages: Sequence[OutboxMessage], now: datetime, after: CTE | None) -> PgInsert:
+    """The insert of `messages`; with `after`, only if that data-modifying CTE changed a row."""
+    rows = values(column("topic", Text), column("key", Text), column("payload", JSONB), name="message").data(
+        [(m.topic, m.key, _payload(m)) for m in messages]
+    )
+    chosen = select(
+        rows.c.topic,
+        rows.c.key,
+        rows.c.payload,
+        literal(now, DateTime(timezone=True)),
+        literal(now, DateTime(timezone=True)),
+        literal(0, Integer),
+    )
+    if after is not None:
+        chosen = chosen.where(exists(after.select()))
+    names = ["topic", "key", "payload", "create_time", "available_time", "attempts"]
+    insert = pg_insert(outbox).from_select(names, chosen)
+    return insert.on_conflict_do_nothing(index_elements=[outbox.c.topic, outbox.c.key])
 
 
 def _queue_position() -> ColumnElement[int]:
@@ -175,13 +206,17 @@ class SqlJobStore:
         if worker is not None:
             fence.append(jobs.c.lease_owner == worker)
         statement = update(jobs).where(*fence).values(**values)
-        async with self.engine.begin() if messages else self.single.connect() as connection:
-            result = await connection.execute(statement)
-            if result.rowcount != 1:
+        if not messages:
+            async with self.single.connect() as connection:
+                return bool((await connection.execute(statement)).rowcount == 1)
+        # The change and its outbox messages in one statement: atomic, one round trip.
+        changed = statement.returning(jobs.c.id).cte("changed")
+        written = _outbox_insert(messages, job.update_time, after=changed).cte("written")
+        both = select(func.count()).select_from(changed).add_cte(written)
+        async with self.single.connect() as connection:
+            if (await connection.execute(both)).scalar_one() != 1:
                 return False
-            await write_outbox(connection, messages, job.update_time)
-        if messages:
-            self.outbox_written()
+        self.outbox_written()
         return True
 
     async def get(self, owner: str | None, job_id: str) -> Job | None:
